@@ -1,0 +1,136 @@
+"""Deterministic conformance cases (SPEC.md section 9): seeded, distinct dims, tie-free, with edge cases."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+
+import numpy as np
+
+from reference_numpy import CBAMConfig, Config, SEConfig, init_params, param_layout
+
+__all__ = ["Case", "edge_cases", "make_case", "round_to_dtype"]
+
+
+def round_to_dtype(a: np.ndarray, dtype: str) -> np.ndarray:
+    """Round float64 values to ``dtype`` (round-to-nearest-even) and return them as float64.
+
+    bfloat16 is done on the float32 bit pattern, so no ML framework is needed.
+
+    >>> round_to_dtype(np.array([1.0 + 2**-9, 1.0 + 3 * 2**-9]), "bfloat16").tolist()
+    [1.0, 1.0078125]
+    """
+    a = np.asarray(a, dtype=np.float64)
+    if dtype == "float64":
+        return a.copy()
+    if dtype in ("float32", "float16"):
+        return a.astype(dtype).astype(np.float64)
+    if dtype == "bfloat16":
+        bits = a.astype(np.float32).view(np.uint32)
+        rounded = (bits + np.uint32(0x7FFF) + ((bits >> np.uint32(16)) & np.uint32(1))) & np.uint32(0xFFFF0000)
+        out = rounded.view(np.float32).astype(np.float64)
+        return np.where(np.isnan(a), np.nan, out)
+    raise ValueError(f"Unknown dtype {dtype!r}. Expected float64, float32, bfloat16 or float16")
+
+
+@dataclasses.dataclass(frozen=True)
+class Case:
+    """One conformance case. Arrays are float64 holding values exactly representable in ``dtype``.
+
+    ``x`` and ``dy`` are in ``data_format``'s layout; ``params`` are canonical.
+    """
+
+    name: str
+    cfg: Config
+    x: np.ndarray
+    params: dict[str, np.ndarray]
+    dy: np.ndarray
+    training: bool
+    data_format: str
+    dtype: str
+    seed: int
+
+    @property
+    def id(self) -> str:
+        mode = "train" if self.training else "eval"
+        fmt = "nchw" if self.data_format == "channels_first" else "nhwc"
+        return f"{self.cfg.module}-{self.name}-{self.dtype}-{mode}-{fmt}"
+
+
+def _no_ties(x: np.ndarray) -> bool:
+    """True when no window of a max pool (over H, W or over C) holds a repeated value."""
+    n, c, h, w = x.shape
+    over_hw = np.sort(x.reshape(n, c, h * w), axis=-1)
+    over_c = np.sort(x, axis=1)
+    return bool(np.all(np.diff(over_hw, axis=-1) != 0) and np.all(np.diff(over_c, axis=1) != 0))
+
+
+def _default_shape(cfg: Config) -> tuple[int, int, int, int]:
+    """Pairwise distinct N, C, H, W (and != hidden where possible), non-square H x W."""
+    taken = {cfg.channels, getattr(cfg, "hidden", -1)}
+    free = [v for v in (2, 3, 5, 6, 7, 4) if v not in taken]
+    n, h, w = free[0], free[2], free[1]
+    return n, cfg.channels, h, w
+
+
+def make_case(
+    cfg: Config,
+    *,
+    seed: int = 0,
+    dtype: str = "float64",
+    training: bool = False,
+    data_format: str = "channels_first",
+    shape: tuple[int, int, int, int] | None = None,
+    magnitude: float = 1.0,
+    name: str = "default",
+) -> Case:
+    """A case for ``cfg``: inputs, perturbed canonical weights, non-trivial BN state, cotangent.
+
+    ``shape`` is (N, C, H, W) whatever the data format. Values are rounded to ``dtype`` and
+    redrawn (deterministically) until no max-pool window holds a tie.
+    """
+    rng = np.random.default_rng(seed)
+    n, c, h, w = shape or _default_shape(cfg)
+    for _ in range(100):
+        x = round_to_dtype(rng.normal(size=(n, c, h, w)) * magnitude, dtype)
+        if _no_ties(x) or n * c * h * w == 1:
+            break
+    else:  # pragma: no cover - needs a dtype too coarse for the shape
+        raise ValueError(f"Could not draw a tie-free input of shape {(n, c, h, w)} in {dtype}")
+    params = init_params(cfg, seed=seed)
+    layout = param_layout(cfg)
+    for k, spec in layout.items():  # move away from the init so that biases, BN and stats all matter
+        if spec.kind == "bn_var":
+            params[k] = rng.uniform(0.5, 2.0, size=spec.shape)
+        elif spec.kind in ("bn_weight", "bn_mean", "bn_bias", "bias"):
+            params[k] = params[k] + rng.uniform(-0.5, 0.5, size=spec.shape)
+        else:
+            params[k] = params[k] * rng.uniform(1.0, 3.0)
+        params[k] = round_to_dtype(params[k], dtype)
+    dy = round_to_dtype(rng.normal(size=(n, c, h, w)), dtype)
+    if data_format == "channels_last":
+        x, dy = x.transpose(0, 2, 3, 1).copy(), dy.transpose(0, 2, 3, 1).copy()
+    return Case(name, cfg, x, params, dy, training, data_format, dtype, seed)
+
+
+def edge_cases(
+    cfg: Config, *, seed: int = 0, dtype: str = "float64", training: bool = False, data_format: str = "channels_first"
+) -> Iterator[Case]:
+    """The edge cases of SPEC.md section 9 that apply to ``cfg`` (besides the default case).
+
+    N=1, H=W=1 (eval only where BN would see one value), C=1 and "C smaller than the ratio"
+    (configs with a different channel count), very large and very small magnitudes.
+    """
+    kw = dict(seed=seed, dtype=dtype, training=training, data_format=data_format)
+    n, c, h, w = _default_shape(cfg)
+    yield make_case(cfg, shape=(1, c, h, w), name="n1", **kw)  # type: ignore[arg-type]
+    if not (training and cfg.has_batch_norm):
+        yield make_case(cfg, shape=(n, c, 1, 1), name="hw1", **kw)  # type: ignore[arg-type]
+    big, small = {"float16": (50.0, 1e-2)}.get(dtype, (1e3, 1e-3))
+    yield make_case(cfg, magnitude=big, name="large", **kw)  # type: ignore[arg-type]
+    yield make_case(cfg, magnitude=small, name="small", **kw)  # type: ignore[arg-type]
+    for channels, name in ((1, "c1"), (5, "c_below_ratio")):
+        other = cfg.replace(channels=channels)
+        if isinstance(other, (SEConfig, CBAMConfig)) and other.rd_channels is not None:
+            other = other.replace(rd_channels=min(other.rd_channels, channels))
+        yield make_case(other, name=name, **kw)  # type: ignore[arg-type]

@@ -1,0 +1,98 @@
+"""Elementwise comparison against the reference, with a structured result and the failure message of SPEC.md 9."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import numpy as np
+
+from .tolerances import tolerance
+
+__all__ = ["Comparison", "compare"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Comparison:
+    """One tensor compared with the reference.
+
+    ``error_ratio`` is the worst ``|a - r| / (atol * scale + rtol * |r|)`` over the tensor
+    (<= 1 passes); ``worst_index`` is where it happens, ``actual``/``expected`` the values there.
+    """
+
+    name: str
+    dtype: str
+    ok: bool
+    error_ratio: float
+    worst_index: tuple[int, ...] | None
+    actual: float | None
+    expected: float | None
+    scale: float
+    seed: int | None = None
+    note: str = ""
+
+    @property
+    def message(self) -> str:
+        """One line: what, where, both values, how far off, and the seed that reproduces it."""
+        seed = f", seed {self.seed}" if self.seed is not None else ""
+        head = f"{self.name} ({self.dtype}{seed})"
+        if self.note:
+            return f"{head}: {self.note}"
+        verdict = "ok" if self.ok else "MISMATCH"
+        return (
+            f"{head}: {verdict}, worst at index {self.worst_index}: got {self.actual!r}, expected {self.expected!r}; "
+            f"error {self.error_ratio:.3g}x the tolerance"
+        )
+
+    def __str__(self) -> str:
+        return self.message
+
+
+def _failure(name: str, dtype: str, seed: int | None, note: str) -> Comparison:
+    return Comparison(name, dtype, False, float("inf"), None, None, None, 0.0, seed, note)
+
+
+def compare(
+    name: str,
+    actual: Any,
+    expected: Any,
+    dtype: str,
+    *,
+    seed: int | None = None,
+    scale: float | None = None,
+) -> Comparison:
+    """Compare ``actual`` with the float64 reference ``expected`` under ``dtype``'s tolerance.
+
+    The test is ``|a - r| <= atol * scale + rtol * |r|`` elementwise, with ``scale`` the
+    largest ``|r|`` of the tensor unless given (the runner gives a case-wide scale to a
+    tensor that is zero at float64 precision, e.g. a bias feeding a train-mode batch norm).
+    NaN matches NaN and an infinity matches the same infinity; anything else non-finite fails.
+
+    >>> c = compare("y", [1.0, 2.0], [1.0, 2.0 + 1e-3], "float32", seed=0)
+    >>> c.ok, c.worst_index
+    (False, (1,))
+    >>> print(c.message)
+    y (float32, seed 0): MISMATCH, worst at index (1,): got 2.0, expected 2.001; error 45.4x the tolerance
+    """
+    tol = tolerance(dtype)
+    r = np.asarray(expected, dtype=np.float64)
+    try:
+        a = np.asarray(actual, dtype=np.float64)
+    except (TypeError, ValueError) as e:
+        return _failure(name, dtype, seed, f"could not be read as an array: {e}")
+    if a.shape != r.shape:
+        return _failure(name, dtype, seed, f"shape {a.shape}, expected {r.shape}")
+    if a.size == 0:
+        return Comparison(name, dtype, True, 0.0, None, None, None, 0.0, seed)
+    finite_r = np.isfinite(r)
+    same_nonfinite = (np.isnan(a) & np.isnan(r)) | ((a == r) & ~finite_r)
+    if scale is None:
+        scale = float(np.abs(r[finite_r]).max()) if finite_r.any() else 0.0
+    allowed = tol.atol * scale + tol.rtol * np.abs(r)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        err = np.abs(a - r)
+        ratio = np.where(same_nonfinite, 0.0, np.where(err == 0, 0.0, err / allowed))
+    ratio = np.where(np.isnan(ratio), np.inf, ratio)
+    i = np.unravel_index(int(np.argmax(ratio)), ratio.shape)
+    worst = float(ratio[i])
+    return Comparison(name, dtype, worst <= 1.0, worst, tuple(int(j) for j in i), float(a[i]), float(r[i]), scale, seed)

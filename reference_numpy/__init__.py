@@ -1,0 +1,59 @@
+"""attnspec's executable specification: SE, CBAM and ECA in float64 NumPy, forward and backward.
+
+>>> import numpy as np
+>>> from reference_numpy import CBAMConfig, init_params, forward, backward
+>>> cfg = CBAMConfig(channels=32)
+>>> params = init_params(cfg, seed=0)
+>>> x = np.random.default_rng(0).normal(size=(2, 32, 6, 5))
+>>> y, cache, state = forward(cfg, params, x, training=True)
+>>> dx, grads = backward(cfg, np.ones_like(y), cache)
+>>> sorted(state), dx.shape, grads["spatial.conv.weight"].shape
+(['spatial.bn.running_mean', 'spatial.bn.running_var'], (2, 32, 6, 5), (1, 2, 7, 7))
+"""
+
+from .api import backward, forward
+from .cbam import cbam_backward, cbam_forward
+from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from .config import (
+    CBAMConfig,
+    Config,
+    ECAConfig,
+    InitSpec,
+    ParamSpec,
+    SEConfig,
+    config_from_dict,
+    param_init,
+    param_layout,
+)
+from .eca import eca_backward, eca_forward
+from .params import KeyMismatchError, check_params, init_params
+from .se import se_backward, se_forward
+
+SPEC_VERSION = "1.0"
+
+__all__ = [
+    "SPEC_VERSION",
+    "CBAMConfig",
+    "CheckpointError",
+    "Config",
+    "ECAConfig",
+    "InitSpec",
+    "KeyMismatchError",
+    "ParamSpec",
+    "SEConfig",
+    "backward",
+    "cbam_backward",
+    "cbam_forward",
+    "check_params",
+    "config_from_dict",
+    "eca_backward",
+    "eca_forward",
+    "forward",
+    "init_params",
+    "load_checkpoint",
+    "param_init",
+    "param_layout",
+    "save_checkpoint",
+    "se_backward",
+    "se_forward",
+]
