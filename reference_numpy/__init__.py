@@ -25,6 +25,20 @@ from .config import (
     param_init,
     param_layout,
 )
+from .convert import (
+    FRAMEWORKS,
+    THIRD_PARTY,
+    FrameworkParam,
+    export_state_dict,
+    flatten,
+    framework_layout,
+    from_framework,
+    from_framework_array,
+    import_state_dict,
+    nest,
+    to_framework,
+    to_framework_array,
+)
 from .eca import eca_backward, eca_forward
 from .params import KeyMismatchError, check_params, init_params
 from .se import se_backward, se_forward
@@ -32,11 +46,14 @@ from .se import se_backward, se_forward
 SPEC_VERSION = "1.0"
 
 __all__ = [
+    "FRAMEWORKS",
     "SPEC_VERSION",
+    "THIRD_PARTY",
     "CBAMConfig",
     "CheckpointError",
     "Config",
     "ECAConfig",
+    "FrameworkParam",
     "InitSpec",
     "KeyMismatchError",
     "ParamSpec",
@@ -48,12 +65,21 @@ __all__ = [
     "config_from_dict",
     "eca_backward",
     "eca_forward",
+    "export_state_dict",
+    "flatten",
     "forward",
+    "framework_layout",
+    "from_framework",
+    "from_framework_array",
+    "import_state_dict",
     "init_params",
     "load_checkpoint",
+    "nest",
     "param_init",
     "param_layout",
     "save_checkpoint",
     "se_backward",
     "se_forward",
+    "to_framework",
+    "to_framework_array",
 ]

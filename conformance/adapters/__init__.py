@@ -15,6 +15,10 @@ __all__ = ["ADAPTERS", "Adapter", "Outputs", "get_adapter", "is_installed"]
 # name -> (module path, class name, top-level packages it needs)
 ADAPTERS: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "numpy": ("conformance.adapters.numpy_ref", "NumpyAdapter", ()),
+    "torch": ("conformance.adapters.torch_adapter", "TorchAdapter", ("torch",)),
+    "flax.linen": ("conformance.adapters.flax_adapter", "LinenAdapter", ("jax", "flax")),
+    "flax.nnx": ("conformance.adapters.flax_adapter", "NNXAdapter", ("jax", "flax")),
+    "keras": ("conformance.adapters.keras_adapter", "KerasAdapter", ("keras", "tensorflow")),
 }
 
 

@@ -1,0 +1,91 @@
+"""The conformance matrix: which configs, dtypes, modes and layouts are checked.
+
+One table serves the test suite and the ``python -m conformance`` report. ``DEFAULT``
+covers every preset; ``KNOBS`` adds one variant per knob value so that, together, every
+value of every knob of SPEC.md is exercised at least once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import NamedTuple
+
+from reference_numpy import CBAMConfig, Config, ECAConfig, SEConfig
+
+CHANNELS = 24
+"""Channel count of the grid: distinct from N, H, W and from every hidden width below."""
+
+
+class Variant(NamedTuple):
+    module: str
+    name: str
+    build: Callable[[int], Config]
+
+    @property
+    def id(self) -> str:
+        return f"{self.module}-{self.name}"
+
+
+def _preset(cls: type, name: str, **kw: object) -> Callable[[int], Config]:
+    return lambda c: cls.preset(name, channels=c, **kw)
+
+
+def _knob(cls: type, **kw: object) -> Callable[[int], Config]:
+    return lambda c: cls(channels=c, **kw)
+
+
+PRESETS: list[Variant] = [
+    Variant("se", "official", _preset(SEConfig, "official")),
+    Variant("se", "timm", _preset(SEConfig, "timm")),
+    Variant("se", "torchvision", _preset(SEConfig, "torchvision", rd_channels=5)),
+    Variant("cbam", "official", _preset(CBAMConfig, "official")),
+    Variant("cbam", "timm", _preset(CBAMConfig, "timm")),
+    Variant("eca", "paper", _preset(ECAConfig, "paper")),
+    Variant("eca", "timm", _preset(ECAConfig, "timm")),
+    Variant("eca", "timm_ceca", _preset(ECAConfig, "timm_ceca")),
+]
+
+KNOBS: list[Variant] = [
+    Variant("se", "relu6-hard_sigmoid", _knob(SEConfig, act="relu6", gate="hard_sigmoid", rd_ratio=0.25)),
+    Variant("se", "silu-nobias", _knob(SEConfig, act="silu", bias=False, rd_channels=5)),
+    Variant("se", "gelu", _knob(SEConfig, act="gelu", rd_ratio=0.25)),
+    Variant("se", "hard_swish-nearest8", _knob(SEConfig, act="hard_swish", rd_round="nearest", rd_divisor=8)),
+    Variant("cbam", "avg-only", _knob(CBAMConfig, pool_types=("avg",), rd_ratio=0.25)),
+    Variant("cbam", "max-only-k3", _knob(CBAMConfig, pool_types=("max",), spatial_kernel_size=3)),
+    Variant("cbam", "lse-lp", _knob(CBAMConfig, pool_types=("lse", "lp"), rd_channels=5)),
+    Variant(
+        "cbam",
+        "all-pools-mean-max",
+        _knob(CBAMConfig, pool_types=("max", "lp", "avg", "lse"), spatial_pool_order=("mean", "max")),
+    ),
+    Variant("cbam", "no-spatial", _knob(CBAMConfig, spatial=False, act="gelu")),
+    Variant("cbam", "no-norm-bias", _knob(CBAMConfig, spatial_norm=False, spatial_bias=True, gate="hard_sigmoid")),
+    Variant(
+        "cbam",
+        "bias-norm-k1",
+        _knob(
+            CBAMConfig,
+            spatial_bias=True,
+            spatial_kernel_size=1,
+            mlp_bias=False,
+            act="silu",
+            bn_momentum=0.3,
+            bn_eps=1e-3,
+        ),
+    ),
+    Variant(
+        "cbam", "relu6-hard_swish", _knob(CBAMConfig, act="hard_swish", rd_ratio=0.25, rd_divisor=8, rd_round="nearest")
+    ),
+    Variant("eca", "k1", _knob(ECAConfig, kernel_size=1)),
+    Variant("eca", "k5-circular-bias", _knob(ECAConfig, kernel_size=5, padding="circular", bias=True)),
+    Variant("eca", "hard_sigmoid-gamma", _knob(ECAConfig, gate="hard_sigmoid", gamma=1.5, beta=2)),
+]
+
+MODULES = ("se", "cbam", "eca")
+MODES = (False, True)  # training
+DATA_FORMATS = ("channels_first", "channels_last")
+
+
+def variants(modules: tuple[str, ...] = MODULES, *, full: bool = False) -> list[Variant]:
+    """Presets of ``modules``, plus the knob grid when ``full``."""
+    return [v for v in PRESETS + (KNOBS if full else []) if v.module in modules]
