@@ -22,6 +22,8 @@ from .config import (
     ParamSpec,
     SEConfig,
     config_from_dict,
+    knob_names,
+    make_config,
     param_init,
     param_layout,
 )
@@ -73,7 +75,9 @@ __all__ = [
     "from_framework_array",
     "import_state_dict",
     "init_params",
+    "knob_names",
     "load_checkpoint",
+    "make_config",
     "nest",
     "param_init",
     "param_layout",

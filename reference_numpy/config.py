@@ -38,6 +38,8 @@ __all__ = [
     "ParamSpec",
     "SEConfig",
     "config_from_dict",
+    "knob_names",
+    "make_config",
     "param_init",
     "param_layout",
 ]
@@ -411,6 +413,38 @@ def config_from_dict(d: Mapping[str, Any]) -> Config:
     if module not in CONFIG_TYPES:
         raise ValueError(f"`module` must be one of {', '.join(map(repr, CONFIG_TYPES))}. Received: module={module!r}")
     return CONFIG_TYPES[module].from_dict(d)  # type: ignore[return-value]
+
+
+def make_config(module: str, channels: int, *, preset: str | None = None, **knobs: Any) -> Config:
+    """The config a port's constructor describes: ``preset`` (if any), then the knobs given.
+
+    Every port builds its config through this, so every framework accepts and rejects the
+    same arguments with the same messages.
+
+    >>> make_config("cbam", 64, preset="timm", spatial_kernel_size=3).spatial_kernel_size
+    3
+    >>> make_config("eca", 64, kernal_size=3)
+    Traceback (most recent call last):
+    ...
+    TypeError: ECA got an unexpected keyword argument 'kernal_size'. Expected one of: kernel_size, gamma, beta, padding, bias, gate
+    """
+    if module not in CONFIG_TYPES:
+        raise ValueError(f"`module` must be one of {', '.join(map(repr, CONFIG_TYPES))}. Received: module={module!r}")
+    cls = CONFIG_TYPES[module]
+    names = [f.name for f in dataclasses.fields(cls) if f.name != "channels"]
+    for k in knobs:
+        if k not in names:
+            raise TypeError(
+                f"{module.upper()} got an unexpected keyword argument {k!r}. Expected one of: {', '.join(names)}"
+            )
+    if preset is None:
+        return cls(channels=channels, **knobs)  # type: ignore[return-value]
+    return cls.preset(preset, channels=channels, **knobs)  # type: ignore[return-value]
+
+
+def knob_names(module: str) -> tuple[str, ...]:
+    """The keyword arguments (besides ``channels``) of ``module``'s config, in declaration order."""
+    return tuple(f.name for f in dataclasses.fields(CONFIG_TYPES[module]) if f.name != "channels")
 
 
 def check_config(cfg: Any) -> Config:
