@@ -221,10 +221,8 @@ def _bn(ours: str, theirs: str) -> dict[str, str]:
     return {f"{ours}.{k}": f"{theirs}.{k}" for k in ("weight", "bias", "running_mean", "running_var")}
 
 
-def _fc(ours: str, theirs: tuple[str, str]) -> dict[str, str]:
-    return {
-        f"{ours}fc{i}.{leaf}": f"{t}.{leaf}" for i, t in zip((1, 2), theirs, strict=True) for leaf in ("weight", "bias")
-    }
+def _fc(ours: str, theirs: tuple[str, str], leaves: tuple[str, ...] = ("weight", "bias")) -> dict[str, str]:
+    return {f"{ours}fc{i}.{leaf}": f"{t}.{leaf}" for i, t in zip((1, 2), theirs, strict=True) for leaf in leaves}
 
 
 THIRD_PARTY: dict[tuple[str, str], ThirdParty] = {
@@ -235,7 +233,7 @@ THIRD_PARTY: dict[tuple[str, str], ThirdParty] = {
         _fc("", ("fc1", "fc2")), _AS_1X1_CONV, {}, "torchvision.ops.SqueezeExcitation (1x1 convolutions)"
     ),
     ("se", "senet_pytorch"): ThirdParty(
-        _fc("", ("fc.0", "fc.2")), {}, {}, "senet.pytorch SELayer (nn.Linear without bias)"
+        _fc("", ("fc.0", "fc.2"), ("weight",)), {}, {}, "senet.pytorch SELayer (nn.Linear without bias)"
     ),
     ("cbam", "official"): ThirdParty(
         {
