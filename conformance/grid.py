@@ -8,7 +8,7 @@ value of every knob of SPEC.md is exercised at least once.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from reference_numpy import CBAMConfig, Config, ECAConfig, SEConfig
 
@@ -26,7 +26,7 @@ class Variant(NamedTuple):
         return f"{self.module}-{self.name}"
 
 
-def _preset(cls: type, name: str, **kw: object) -> Callable[[int], Config]:
+def _preset(cls: Any, name: str, **kw: object) -> Callable[[int], Config]:
     return lambda c: cls.preset(name, channels=c, **kw)
 
 

@@ -12,6 +12,13 @@ from ._io import cotangent, prepare, to_layout
 from .config import CBAMConfig, param_layout
 
 
+class SpatialCache(NamedTuple):
+    d: np.ndarray  # spatial descriptors (N, 2, H, W), in spatial_pool_order
+    zs: np.ndarray  # spatial gate input (after conv, bias and BN)
+    bn: tuple | None
+    s: np.ndarray  # spatial gate (N, 1, H, W)
+
+
 class CBAMCache(NamedTuple):
     cfg: CBAMConfig
     data_format: str
@@ -23,10 +30,39 @@ class CBAMCache(NamedTuple):
     a: np.ndarray  # channel gate input (N, C)
     g: np.ndarray  # channel gate (N, C, 1, 1)
     x1: np.ndarray  # x * g
-    d: np.ndarray | None  # spatial descriptors (N, 2, H, W)
-    zs: np.ndarray | None  # spatial gate input (after conv, bias and BN)
-    bn: tuple | None
-    s: np.ndarray | None  # spatial gate (N, 1, H, W)
+    spatial: SpatialCache | None
+
+
+def _spatial_forward(
+    x1: np.ndarray, p: dict[str, np.ndarray], cfg: CBAMConfig, training: bool
+) -> tuple[np.ndarray, SpatialCache, dict[str, np.ndarray]]:
+    """y = x1 * gate(bn(conv(concat(cpool_q(x1))) + bias))."""
+    d = np.concatenate([ops.POOLS[q][0](x1, (1,)) for q in cfg.spatial_pool_order], axis=1)
+    zs = ops.conv2d(d, p["spatial.conv.weight"]) + p.get("spatial.conv.bias", 0.0)
+    bn, state = None, {}
+    if cfg.spatial_norm:
+        w, b, mean, var = (p[f"spatial.bn.{n}"] for n in ("weight", "bias", "running_mean", "running_var"))
+        zs, bn, stats = ops.bn_forward(zs, w, b, mean, var, cfg.bn_eps, cfg.bn_momentum, training)
+        state = {f"spatial.bn.{k}": v for k, v in stats.items()}
+    s = ops.GATES[cfg.gate][0](zs)
+    return x1 * s, SpatialCache(d, zs, bn, s), state
+
+
+def _spatial_backward(
+    dy: np.ndarray, x1: np.ndarray, sc: SpatialCache, p: dict[str, np.ndarray], cfg: CBAMConfig
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Returns (dx1, grads of the spatial parameters)."""
+    grads = {}
+    dzs = (dy * x1).sum(axis=1, keepdims=True) * ops.GATES[cfg.gate][1](sc.zs)
+    if sc.bn is not None:
+        dzs, grads["spatial.bn.weight"], grads["spatial.bn.bias"] = ops.bn_backward(dzs, sc.bn)
+    if cfg.spatial_bias:
+        grads["spatial.conv.bias"] = np.array([dzs.sum()])
+    dd, grads["spatial.conv.weight"] = ops.conv2d_backward(dzs, sc.d, p["spatial.conv.weight"])
+    dx1 = dy * sc.s
+    for i, q in enumerate(cfg.spatial_pool_order):
+        dx1 = dx1 + ops.POOLS[q][1](x1, sc.d[:, i : i + 1], dd[:, i : i + 1], (1,))
+    return dx1, grads
 
 
 def cbam_forward(
@@ -35,61 +71,31 @@ def cbam_forward(
     """Returns (y, cache, new_state); new_state has the spatial BN's running stats in train mode."""
     x64, p = prepare(cfg, params, x, training, data_format)
     pooled = tuple(ops.POOLS[t][0](x64, (2, 3)) for t in cfg.pool_types)
-    z = np.stack(pooled)[:, :, :, 0, 0]  # (P, N, C)
-    a, mlp = ops.mlp_forward(
-        z,
-        p["channel.fc1.weight"],
-        p.get("channel.fc1.bias"),
-        p["channel.fc2.weight"],
-        p.get("channel.fc2.bias"),
-        cfg.act,
-    )
+    fc1, fc2 = p["channel.fc1.weight"], p["channel.fc2.weight"]
+    z = np.stack(pooled)[:, :, :, 0, 0]  # (P, N, C): ONE MLP shared by all pools
+    a, mlp = ops.mlp_forward(z, fc1, p.get("channel.fc1.bias"), fc2, p.get("channel.fc2.bias"), cfg.act)
     g = ops.GATES[cfg.gate][0](a)[:, :, None, None]
-    x1 = x64 * g
-    d = zs = bn = s = None
-    new_state: dict[str, np.ndarray] = {}
-    y = x1
+    x1 = y = x64 * g
+    spatial, new_state = None, dict[str, np.ndarray]()
     if cfg.spatial:
-        d = np.concatenate([ops.POOLS[q][0](x1, (1,)) for q in cfg.spatial_pool_order], axis=1)
-        zs = ops.conv2d(d, p["spatial.conv.weight"]) + p.get("spatial.conv.bias", 0.0)
-        if cfg.spatial_norm:
-            zs, bn, stats = ops.bn_forward(
-                zs,
-                *(p[f"spatial.bn.{n}"] for n in ("weight", "bias", "running_mean", "running_var")),
-                cfg.bn_eps,
-                cfg.bn_momentum,
-                training,
-            )
-            new_state = {f"spatial.bn.{k}": v for k, v in stats.items()}
-        s = ops.GATES[cfg.gate][0](zs)
-        y = x1 * s
+        y, spatial, new_state = _spatial_forward(x1, p, cfg, training)
     dtype = np.asarray(x).dtype
-    cache = CBAMCache(cfg, data_format, dtype, x64, p, pooled, mlp, a, g, x1, d, zs, bn, s)
+    cache = CBAMCache(cfg, data_format, dtype, x64, p, pooled, mlp, a, g, x1, spatial)
     return to_layout(y, data_format, dtype), cache, new_state
 
 
 def cbam_backward(dy: Any, cache: CBAMCache) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Returns (dx, grads) with grads keyed like the trainable entries of param_layout(cfg)."""
     c, p, x = cache.cfg, cache.params, cache.x
-    dy = cotangent(dy, x.shape, cache.data_format)
+    dx1 = cotangent(dy, x.shape, cache.data_format)
     grads: dict[str, np.ndarray] = {}
-    dx1 = dy
-    if c.spatial:
-        dx1 = dy * cache.s
-        dzs = (dy * cache.x1).sum(axis=1, keepdims=True) * ops.GATES[c.gate][1](cache.zs)
-        if c.spatial_norm:
-            dzs, grads["spatial.bn.weight"], grads["spatial.bn.bias"] = ops.bn_backward(dzs, cache.bn)
-        if c.spatial_bias:
-            grads["spatial.conv.bias"] = np.array([dzs.sum()])
-        dd, grads["spatial.conv.weight"] = ops.conv2d_backward(dzs, cache.d, p["spatial.conv.weight"])
-        for i, q in enumerate(c.spatial_pool_order):
-            pool_grad = ops.POOLS[q][1]
-            dx1 = dx1 + pool_grad(cache.x1, cache.d[:, i : i + 1], dd[:, i : i + 1], (1,))
+    if cache.spatial is not None:
+        dx1, grads = _spatial_backward(dx1, cache.x1, cache.spatial, p, c)
     da = (dx1 * x).sum(axis=(2, 3)) * ops.GATES[c.gate][1](cache.a)
     dz, mlp_grads = ops.mlp_backward(da, cache.mlp, p["channel.fc1.weight"], p["channel.fc2.weight"], c.act)
+    grads.update({f"channel.{k}": v for k, v in mlp_grads.items()})
     dx = dx1 * cache.g
     for t, zt, dzt in zip(c.pool_types, cache.pooled, dz, strict=True):
         dx = dx + ops.POOLS[t][1](x, zt, dzt[:, :, None, None], (2, 3))
-    grads.update({f"channel.{k}": v for k, v in mlp_grads.items()})
     layout = param_layout(c)
     return to_layout(dx, cache.data_format, cache.dtype), {k: grads[k] for k, s in layout.items() if s.trainable}

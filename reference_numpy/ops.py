@@ -30,7 +30,7 @@ def _relu6(x: Array) -> Array:
 
 
 def _phi(x: Array) -> Array:
-    return 0.5 * (1.0 + _erf(x / math.sqrt(2.0)).astype(np.float64))
+    return 0.5 * (1.0 + np.asarray(_erf(x / math.sqrt(2.0)), dtype=np.float64))
 
 
 ACTS: dict[str, tuple[Callable[[Array], Array], Callable[[Array], Array]]] = {
@@ -165,7 +165,7 @@ def conv1d_backward(du: Array, z: Array, w: Array, mode: str) -> tuple[Array, Ar
     dw = np.einsum("nck,nc->k", sliding_window_view(z[:, idx] * valid, k, axis=1), du)
     dz_pad = sliding_window_view(np.pad(du, ((0, 0), (k - 1, k - 1))), k, axis=1) @ w[::-1]
     dz = np.zeros_like(z)
-    np.add.at(dz, (slice(None), idx[valid]), dz_pad[:, valid])
+    np.add.at(dz.T, idx[valid], dz_pad[:, valid].T)  # dz.T is a view: folds the padding back
     return dz, dw
 
 
