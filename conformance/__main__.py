@@ -1,0 +1,196 @@
+"""``python -m conformance`` (also ``attnspec-conformance``): the conformance matrix and golden vectors.
+
+    python -m conformance [report] [--frameworks torch,keras] [--modules cbam] [--full] [--format json]
+    python -m conformance vectors export DIR [--modules ...] [--dtypes ...] [--seed N]
+    python -m conformance vectors check [DIR] --framework torch
+    python -m conformance verify ...
+
+Exit status: 0 when everything checked passed, 1 on any failure, 2 on a usage error.
+The matrix goes to stdout and the progress bar to stderr, so ``--format json`` pipes cleanly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+from collections.abc import Callable, Sequence
+
+from .adapters import ADAPTERS, get_adapter, is_installed
+from .grid import DATA_FORMATS, MODULES
+from .tolerances import DTYPES
+
+SUBCOMMANDS = ("report", "vectors", "verify")
+ALIASES: dict[str, tuple[str, ...]] = {"flax": ("flax.linen", "flax.nnx")}
+"""Names that expand to several frameworks on the command line."""
+
+
+def _choices(
+    kind: str, allowed: Sequence[str], aliases: dict[str, tuple[str, ...]] | None = None
+) -> Callable[[str], tuple[str, ...]]:
+    """An argparse type for a comma-separated list drawn from ``allowed`` (order kept, duplicates dropped)."""
+
+    def parse(text: str) -> tuple[str, ...]:
+        out: list[str] = []
+        for item in (s.strip() for s in text.split(",") if s.strip()):
+            expanded = (aliases or {}).get(item, (item,))
+            for name in expanded:
+                if name not in allowed:
+                    raise argparse.ArgumentTypeError(
+                        f"unknown {kind} {item!r}; expected a comma-separated list of {', '.join(allowed)}"
+                    )
+                if name not in out:
+                    out.append(name)
+        if not out:
+            raise argparse.ArgumentTypeError(f"expected at least one {kind}")
+        return tuple(out)
+
+    return parse
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m conformance",
+        description="Check SE/CBAM/ECA implementations against attnspec's reference (SPEC.md section 9).",
+    )
+    sub = p.add_subparsers(dest="command", metavar="{report,vectors,verify}")
+
+    r = sub.add_parser("report", help="run the conformance matrix over the installed frameworks (the default)")
+    r.add_argument(
+        "--frameworks",
+        type=_choices("framework", list(ADAPTERS), ALIASES),
+        default=tuple(ADAPTERS),
+        help=f"comma-separated, from {', '.join(ADAPTERS)} ('flax' means both Flax APIs; default: all)",
+    )
+    r.add_argument(
+        "--modules",
+        type=_choices("module", MODULES),
+        default=MODULES,
+        help=f"comma-separated, from {', '.join(MODULES)} (default: all)",
+    )
+    r.add_argument("--full", action="store_true", help="add the knob grid and the edge cases to the presets")
+    r.add_argument("--format", choices=("text", "markdown", "json"), default="text", help="output format")
+    r.add_argument("--seed", type=int, default=0, help="seed of the generated cases (default: 0)")
+    r.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+
+    v = sub.add_parser("vectors", help="export golden vectors, or check an implementation against them")
+    vsub = v.add_subparsers(dest="action", metavar="{export,check}", required=True)
+    e = vsub.add_parser("export", help="write one safetensors file per case, computed by the reference")
+    e.add_argument("directory", help="output directory (created if needed)")
+    e.add_argument("--modules", type=_choices("module", MODULES), default=MODULES, help="comma-separated modules")
+    e.add_argument("--dtypes", type=_choices("dtype", DTYPES), default=("float64",), help="comma-separated dtypes")
+    e.add_argument(
+        "--data-formats",
+        type=_choices("data format", DATA_FORMATS),
+        default=DATA_FORMATS,
+        help="comma-separated data formats",
+    )
+    e.add_argument("--seed", type=int, default=0, help="seed of the cases (default: 0, the shipped set)")
+    c = vsub.add_parser("check", help="check one framework against vector files, without running the reference")
+    c.add_argument("directory", nargs="?", default=None, help="directory of vector files (default: the shipped set)")
+    c.add_argument("--framework", required=True, choices=list(ADAPTERS), help="the implementation to check")
+    c.add_argument("--format", choices=("text", "json"), default="text", help="output format")
+
+    sub.add_parser(
+        "verify", help="verify an implementation (see `python -m conformance verify --help`)", add_help=False
+    )
+    return p
+
+
+def _verify(argv: list[str]) -> int:
+    try:
+        verify = importlib.import_module("conformance.verify")
+    except ModuleNotFoundError as e:
+        if e.name != "conformance.verify":
+            raise
+        print(
+            "error: `verify` is not available: conformance/verify.py is not part of this installation", file=sys.stderr
+        )
+        return 2
+    return int(verify.main(argv))
+
+
+def _report(args: argparse.Namespace) -> int:
+    from .report import render, run_matrix
+
+    matrix = run_matrix(
+        args.frameworks, modules=args.modules, full=args.full, seed=args.seed, progress=not args.no_progress
+    )
+    sys.stdout.write(render(matrix, args.format))
+    return 0 if matrix.passed else 1
+
+
+def _vectors_export(args: argparse.Namespace) -> int:
+    from .vectors import default_cases, export_vectors
+
+    cases = default_cases(seed=args.seed, modules=args.modules, dtypes=args.dtypes, data_formats=args.data_formats)
+    paths = export_vectors(args.directory, cases)
+    size = sum(p.stat().st_size for p in paths)
+    print(f"wrote {len(paths)} vector files ({size / 1024:.0f} KiB) to {args.directory}")
+    return 0
+
+
+def _vectors_check(args: argparse.Namespace) -> int:
+    from .vectors import SHIPPED, VectorError, check_vectors, vector_files
+
+    directory = SHIPPED if args.directory is None else args.directory
+    files = vector_files(directory)
+    if not files:
+        print(f"error: no *.safetensors vector files in {str(directory)!r}", file=sys.stderr)
+        return 2
+    if not is_installed(args.framework):
+        print(f"error: framework {args.framework!r} is not installed", file=sys.stderr)
+        return 2
+    try:
+        adapter = get_adapter(args.framework)
+    except Exception as e:
+        print(f"{args.framework}: the adapter could not be built: {type(e).__name__}: {e}")
+        return 1
+    try:
+        reports = check_vectors(directory, adapter)
+    except VectorError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    failures = [line for r in reports for line in r.failures()]
+    skipped = len(files) - len(reports)
+    if args.format == "json":
+        doc = {
+            "framework": args.framework,
+            "directory": str(directory),
+            "files": len(files),
+            "checked": len(reports),
+            "skipped": skipped,
+            "passed": not failures,
+            "cases": {
+                r.case.id: {"passed": r.passed, "worst": r.worst if r.worst != float("inf") else None} for r in reports
+            },
+            "failures": failures,
+        }
+        print(json.dumps(doc, indent=2))
+    else:
+        worst = max((r.worst for r in reports), default=0.0)
+        print(
+            f"{args.framework}: {len(reports) - sum(not r.passed for r in reports)}/{len(reports)} vector files pass"
+            f" (worst error ratio {worst:.2g}; {skipped} skipped: dtype or data format not supported) in {directory}"
+        )
+        for line in failures:
+            print(line)
+    return 0 if not failures else 1
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``python -m conformance`` and ``attnspec-conformance``; returns the exit status."""
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    if args_list and args_list[0] == "verify":
+        return _verify(args_list[1:])
+    if not args_list or args_list[0] not in (*SUBCOMMANDS, "-h", "--help"):
+        args_list = ["report", *args_list]
+    args = _parser().parse_args(args_list)
+    if args.command == "report":
+        return _report(args)
+    return _vectors_export(args) if args.action == "export" else _vectors_check(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

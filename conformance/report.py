@@ -1,0 +1,400 @@
+"""The conformance matrix behind ``python -m conformance``: run it, then render it.
+
+:func:`run_matrix` checks every selected variant (grid.py) with every selected framework
+in each dtype, mode and data format its adapter supports, plus one non-vacuity check per
+framework and module, and returns a :class:`Matrix` of plain data. The renderers turn a
+matrix into text, Markdown or JSON; nothing here prints.
+
+>>> m = run_matrix(["numpy"], modules=("eca",), progress=False)
+>>> m.passed, [r.id for r in m.rows], m.rows[0].cells["numpy"].per_dtype
+(True, ['eca/paper', 'eca/timm', 'eca/timm_ceca'], {'float64': 0.0})
+>>> print(render_text(m).splitlines()[2])
+module/variant  numpy
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import sys
+import time
+import traceback
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, TextIO
+
+import reference_numpy as ref
+
+from .adapters import ADAPTERS, Adapter, get_adapter, is_installed
+from .cases import Case, edge_cases, make_case
+from .grid import CHANNELS, DATA_FORMATS, MODES, MODULES, Variant, variants
+from .runner import CaseReport, check_case, check_non_vacuity
+
+__all__ = [
+    "FORMATS",
+    "Cell",
+    "Matrix",
+    "Row",
+    "render",
+    "render_json",
+    "render_markdown",
+    "render_text",
+    "run_matrix",
+]
+
+PASS, FAIL, ERROR, NOT_INSTALLED = "pass", "fail", "error", "not installed"
+"""Cell statuses: every case passed / some case failed / the adapter could not be built / framework absent."""
+NON_VACUITY_DTYPE = "float32"
+"""Non-vacuity runs in float32 where the adapter has it (the dtype most users run), else its first dtype."""
+MAX_FAILURE_LINES = 20
+"""Failure messages printed below a matrix; the rest are counted."""
+
+
+@dataclasses.dataclass
+class Cell:
+    """One framework on one variant: aggregate verdict and worst error ratio (<= 1 passes).
+
+    ``per_dtype`` holds the worst ratio per dtype; ``cases`` counts the cases run and
+    ``failed`` those that did not pass. ``worst`` is ``inf`` when an implementation raised.
+    """
+
+    status: str
+    worst: float = 0.0
+    per_dtype: dict[str, float] = dataclasses.field(default_factory=dict)
+    cases: int = 0
+    failed: int = 0
+
+    def add(self, report: CaseReport) -> None:
+        self.cases += 1
+        self.failed += not report.passed
+        dtype = report.case.dtype
+        self.worst = max(self.worst, report.worst)
+        self.per_dtype[dtype] = max(self.per_dtype.get(dtype, 0.0), report.worst)
+        if not report.passed:
+            self.status = FAIL
+
+
+@dataclasses.dataclass
+class Row:
+    module: str
+    variant: str
+    cells: dict[str, Cell]
+
+    @property
+    def id(self) -> str:
+        return f"{self.module}/{self.variant}"
+
+
+@dataclasses.dataclass
+class Matrix:
+    """The whole run: one row per variant, the non-vacuity verdicts and every failure message.
+
+    ``non_vacuity`` maps framework -> module -> ``"ok"`` or what went wrong (a mutation
+    the comparison did not catch, or the error the check raised); frameworks that were not
+    run (absent or broken) have no entry.
+    """
+
+    frameworks: list[str]
+    rows: list[Row]
+    non_vacuity: dict[str, dict[str, str]]
+    failures: list[str]
+    status: dict[str, str]
+    seed: int
+    full: bool
+    elapsed_s: float = 0.0
+
+    @property
+    def passed(self) -> bool:
+        return not self.failures
+
+    @property
+    def cases(self) -> int:
+        return sum(c.cases for r in self.rows for c in r.cells.values())
+
+    def non_vacuity_status(self, framework: str) -> str:
+        """``ok``, ``FAIL`` or, when the framework was not run, its column status."""
+        if framework not in self.non_vacuity:
+            return self.status[framework]
+        return "ok" if all(v == "ok" for v in self.non_vacuity[framework].values()) else "FAIL"
+
+
+# ----------------------------------------------------------------------------- running
+
+
+def _cases(adapter: Adapter, variant: Variant, seed: int, full: bool) -> Iterator[Case]:
+    """The default grid for one variant: adapter dtypes x modes x data formats (+ edge cases when ``full``)."""
+    cfg = variant.build(CHANNELS)
+    formats = [f for f in DATA_FORMATS if f in adapter.data_formats]
+    for dtype in adapter.dtypes:
+        for training in MODES:
+            for data_format in formats:
+                yield make_case(
+                    cfg, seed=seed, dtype=dtype, training=training, data_format=data_format, name=variant.name
+                )
+    if full:  # edge cases as the port tests run them: gradient dtypes, the adapter's first layout
+        for dtype in adapter.grad_dtypes:
+            for training in MODES:
+                for case in edge_cases(cfg, seed=seed, dtype=dtype, training=training, data_format=formats[0]):
+                    yield dataclasses.replace(case, name=f"{variant.name}.{case.name}")
+
+
+def _last_line(e: BaseException) -> str:
+    return traceback.format_exception_only(type(e), e)[-1].strip()
+
+
+def _check(adapter: Adapter, case: Case) -> CaseReport:
+    """check_case, with anything that escapes it (e.g. a reference error) turned into a failed report."""
+    try:
+        return check_case(adapter, case)
+    except Exception as e:
+        return CaseReport(case, adapter.name, [], _last_line(e))
+
+
+def _non_vacuity(adapter: Adapter, variant: Variant, seed: int) -> str:
+    dtype = NON_VACUITY_DTYPE if NON_VACUITY_DTYPE in adapter.dtypes else adapter.dtypes[0]
+    case = make_case(
+        variant.build(CHANNELS), seed=seed, dtype=dtype, training=True, data_format=adapter.data_formats[0]
+    )
+    try:
+        uncaught = check_non_vacuity(adapter, case)
+    except Exception as e:
+        return f"raised {_last_line(e)}"
+    return "ok" if not uncaught else "not caught: " + ", ".join(uncaught)
+
+
+class _Progress:
+    """tqdm on stderr when installed, else a one-line counter on stderr; silent when disabled."""
+
+    def __init__(self, total: int, enabled: bool, stream: TextIO | None = None):
+        self.total, self.n, self.enabled = total, 0, enabled
+        self.stream = stream or sys.stderr
+        self.bar: Any = None
+        if enabled:
+            try:
+                from tqdm import tqdm
+            except ImportError:
+                pass
+            else:
+                self.bar = tqdm(total=total, file=self.stream, unit="case", dynamic_ncols=True, leave=False)
+
+    def step(self, what: str) -> None:
+        self.n += 1
+        if not self.enabled:
+            return
+        if self.bar is not None:
+            self.bar.set_description(what, refresh=False)
+            self.bar.update()
+        else:
+            self.stream.write(f"\r[{self.n}/{self.total}] {what:<40.40}")
+            self.stream.flush()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+        elif self.enabled:
+            self.stream.write("\r" + " " * 60 + "\r")
+            self.stream.flush()
+
+
+def run_matrix(
+    frameworks: Sequence[str] | None = None,
+    *,
+    modules: Sequence[str] = MODULES,
+    full: bool = False,
+    seed: int = 0,
+    progress: bool = True,
+    adapter_factory: Callable[[str], Adapter] | None = None,
+) -> Matrix:
+    """Check ``frameworks`` (default: all) on the presets of ``modules`` (plus knobs and edge cases when ``full``).
+
+    A framework that is not installed gets ``not installed`` cells and is never imported; one
+    whose adapter raises on construction gets ``error`` cells and a failure message.
+    ``adapter_factory`` (default :func:`conformance.get_adapter`) builds an adapter from its name.
+    """
+    build = adapter_factory or get_adapter
+    start = time.perf_counter()
+    names = list(ADAPTERS) if frameworks is None else list(frameworks)
+    for n in names:
+        if n not in ADAPTERS:
+            raise ValueError(f"Unknown framework {n!r}. Expected one of {', '.join(map(repr, ADAPTERS))}")
+    chosen = sorted(variants(tuple(modules), full=full), key=lambda v: MODULES.index(v.module))  # stable
+    rows = [Row(v.module, v.name, {}) for v in chosen]
+    status: dict[str, str] = {}
+    failures: list[str] = []
+    adapters: dict[str, Adapter] = {}
+    for name in names:
+        if not is_installed(name):
+            status[name] = NOT_INSTALLED
+            continue
+        try:
+            adapters[name] = build(name)
+        except Exception as e:
+            status[name] = ERROR
+            failures.append(f"{name}: the adapter could not be built: {_last_line(e)}")
+            continue
+        status[name] = PASS
+    for name in names:
+        if name not in adapters:
+            for row in rows:
+                row.cells[name] = Cell(status[name], math.inf if status[name] == ERROR else 0.0)
+
+    first_of_module: dict[str, Variant] = {}  # module -> its first variant: the non-vacuity case
+    for v in chosen:
+        first_of_module.setdefault(v.module, v)
+    plan = {name: [list(_cases(a, v, seed, full)) for v in chosen] for name, a in adapters.items()}
+    bar = _Progress(sum(len(c) for cs in plan.values() for c in cs) + len(first_of_module) * len(adapters), progress)
+    non_vacuity: dict[str, dict[str, str]] = {}
+    try:
+        for name, adapter in adapters.items():
+            for cases, row in zip(plan[name], rows, strict=True):
+                cell = row.cells[name] = Cell(PASS)
+                for case in cases:
+                    report = _check(adapter, case)
+                    cell.add(report)
+                    failures += report.failures()
+                    bar.step(f"{name} {case.id}")
+            non_vacuity[name] = {}
+            for module, variant in first_of_module.items():
+                verdict = non_vacuity[name][module] = _non_vacuity(adapter, variant, seed)
+                if verdict != "ok":
+                    failures.append(f"{name} non-vacuity {variant.id}: {verdict}")
+                bar.step(f"{name} non-vacuity {module}")
+            if any(r.cells[name].status != PASS for r in rows) or any(v != "ok" for v in non_vacuity[name].values()):
+                status[name] = FAIL
+    finally:
+        bar.close()
+    for row in rows:
+        row.cells = {name: row.cells[name] for name in names}
+    return Matrix(names, rows, non_vacuity, failures, status, seed, full, time.perf_counter() - start)
+
+
+# ----------------------------------------------------------------------------- rendering
+
+
+def _ratio(r: float) -> str:
+    if r == 0:
+        return "0"
+    if math.isinf(r):
+        return "inf"
+    return f"{r:.2g}"
+
+
+def _cell(cell: Cell) -> str:
+    if cell.status in (ERROR, NOT_INSTALLED):
+        return cell.status
+    return f"{'pass' if cell.status == PASS else 'FAIL'} {_ratio(cell.worst)}"
+
+
+_DTYPE_SHORT = {"float64": "f64", "float32": "f32", "bfloat16": "bf16", "float16": "f16"}
+
+
+def _per_dtype(cell: Cell) -> str:
+    if cell.status in (ERROR, NOT_INSTALLED):
+        return cell.status
+    return " · ".join(f"{_DTYPE_SHORT.get(d, d)} {_ratio(r)}" for d, r in cell.per_dtype.items())
+
+
+def _title(m: Matrix) -> str:
+    grid = "full grid (presets, knobs, edge cases)" if m.full else "default grid (presets)"
+    return (
+        f"attnspec conformance, spec {ref.SPEC_VERSION}, {grid}, seed {m.seed}: {m.cases} cases in {m.elapsed_s:.1f} s"
+    )
+
+
+LEGEND = (
+    "cell: pass/FAIL and the worst error ratio over dtypes, modes and data formats "
+    "(|got - reference| / tolerance of SPEC.md 9; <= 1 passes)"
+)
+
+
+def _table(m: Matrix, fmt: Callable[[Cell], str]) -> list[list[str]]:
+    lines = [["module/variant", *m.frameworks]]
+    lines += [[r.id, *(fmt(r.cells[f]) for f in m.frameworks)] for r in m.rows]
+    return lines
+
+
+def _failure_lines(m: Matrix, limit: int = MAX_FAILURE_LINES) -> list[str]:
+    if not m.failures:
+        return []
+    out = [f"{len(m.failures)} failure(s):", *m.failures[:limit]]
+    if len(m.failures) > limit:
+        out.append(f"... and {len(m.failures) - limit} more")
+    return out
+
+
+def render_text(m: Matrix) -> str:
+    """A fixed-width table, the non-vacuity row, the verdict and the first failure messages."""
+    table = [*_table(m, _cell), ["non-vacuity", *(m.non_vacuity_status(f) for f in m.frameworks)]]
+    widths = [max(len(line[i]) for line in table) for i in range(len(table[0]))]
+    out = [_title(m), ""]
+    out += ["  ".join(v.ljust(w) for v, w in zip(line, widths, strict=True)).rstrip() for line in table]
+    out += ["", LEGEND, f"result: {'PASS' if m.passed else 'FAIL'}"]
+    if m.failures:
+        out += ["", *_failure_lines(m)]
+    return "\n".join(out) + "\n"
+
+
+def _md_table(rows: list[list[str]]) -> list[str]:
+    head, *body = rows
+    out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    return out + ["| " + " | ".join(r) + " |" for r in body]
+
+
+def render_markdown(m: Matrix) -> str:
+    """The matrix as a Markdown table, then the worst ratio per dtype, then the failures."""
+    table = [*_table(m, _cell), ["non-vacuity", *(m.non_vacuity_status(f) for f in m.frameworks)]]
+    out = [f"**{_title(m)}**", "", *_md_table(table), "", f"{LEGEND}. Result: **{'PASS' if m.passed else 'FAIL'}**."]
+    out += ["", "Worst error ratio per dtype:", "", *_md_table(_table(m, _per_dtype))]
+    if m.failures:
+        out += ["", "```", *_failure_lines(m), "```"]
+    return "\n".join(out) + "\n"
+
+
+def _finite(r: float) -> float | None:
+    return r if math.isfinite(r) else None
+
+
+def matrix_dict(m: Matrix) -> dict[str, Any]:
+    """The matrix as JSON-ready data; non-finite ratios (an implementation raised) become ``null``."""
+    return {
+        "spec_version": ref.SPEC_VERSION,
+        "seed": m.seed,
+        "full": m.full,
+        "passed": m.passed,
+        "cases": m.cases,
+        "elapsed_s": round(m.elapsed_s, 3),
+        "frameworks": {f: {"status": m.status[f], "non_vacuity": m.non_vacuity.get(f)} for f in m.frameworks},
+        "rows": [
+            {
+                "module": r.module,
+                "variant": r.variant,
+                "cells": {
+                    f: {
+                        "status": c.status,
+                        "worst": _finite(c.worst),
+                        "per_dtype": {d: _finite(v) for d, v in c.per_dtype.items()},
+                        "cases": c.cases,
+                        "failed": c.failed,
+                    }
+                    for f, c in r.cells.items()
+                },
+            }
+            for r in m.rows
+        ],
+        "failures": m.failures,
+    }
+
+
+def render_json(m: Matrix) -> str:
+    return json.dumps(matrix_dict(m), indent=2) + "\n"
+
+
+FORMATS: dict[str, Callable[[Matrix], str]] = {"text": render_text, "markdown": render_markdown, "json": render_json}
+
+
+def render(m: Matrix, fmt: str = "text") -> str:
+    """Render ``m`` as ``text``, ``markdown`` or ``json``."""
+    try:
+        return FORMATS[fmt](m)
+    except KeyError:
+        raise ValueError(f"Unknown format {fmt!r}. Expected one of {', '.join(map(repr, FORMATS))}") from None
