@@ -13,7 +13,7 @@ import numpy as np
 import reference_numpy as ref
 from reference_numpy import Config
 
-__all__ = ["directional_fd", "fd_error", "numeric_grads", "perturbed_params"]
+__all__ = ["fd_error", "numeric_grads", "perturbed_params"]
 
 
 def perturbed_params(cfg: Config, rng: np.random.Generator) -> dict[str, np.ndarray]:
@@ -94,24 +94,3 @@ def fd_error(analytic: Mapping[str, np.ndarray], numeric: Mapping[str, np.ndarra
         denom = max(float(np.abs(n).max()), float(np.abs(a).max()), 1e-3 * scale)
         out[k] = float(np.abs(a - n).max()) / denom if denom > 0 else float(np.abs(a - n).max())
     return out
-
-
-def directional_fd(
-    cfg: Config,
-    params: Mapping[str, np.ndarray],
-    x: np.ndarray,
-    dy: np.ndarray,
-    v_x: np.ndarray,
-    v_params: Mapping[str, np.ndarray],
-    *,
-    training: bool,
-    data_format: str,
-    eps: float = 1e-6,
-) -> float:
-    """``<dy, J v>`` by a central difference along the direction ``(v_x, v_params)``."""
-
-    def at(h: float) -> np.ndarray:
-        p = {k: params[k] + h * v_params[k] if k in v_params else params[k] for k in params}
-        return _output(cfg, p, x + h * v_x, training, data_format)
-
-    return float(np.sum(dy * (at(eps) - at(-eps))) / (2 * eps))
