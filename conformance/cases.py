@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from reference_numpy import CBAMConfig, Config, SEConfig, init_params, param_layout
+from reference_numpy import CBAMConfig, Config, ECAConfig, SEConfig, init_params, ops, param_layout
 
 __all__ = ["Case", "edge_cases", "make_case", "round_to_dtype"]
 
@@ -57,12 +57,59 @@ class Case:
         return f"{self.cfg.module}-{self.name}-{self.dtype}-{mode}-{fmt}"
 
 
-def _no_ties(x: np.ndarray) -> bool:
-    """True when no window of a max pool (over H, W or over C) holds a repeated value."""
-    n, c, h, w = x.shape
-    over_hw = np.sort(x.reshape(n, c, h * w), axis=-1)
-    over_c = np.sort(x, axis=1)
-    return bool(np.all(np.diff(over_hw, axis=-1) != 0) and np.all(np.diff(over_c, axis=1) != 0))
+def _tied(x: np.ndarray, axes: tuple[int, ...]) -> np.ndarray:
+    """Mask of the entries of x (N, C, H, W) that equal another entry of their max-pool window.
+
+    ``axes`` are the window's axes: (2, 3) for pools over space, (1,) for pools over channels.
+    """
+    moved = np.moveaxis(x, axes, tuple(range(-len(axes), 0)))
+    flat = moved.reshape(*moved.shape[: moved.ndim - len(axes)], -1)
+    order = np.argsort(flat, axis=-1)
+    srt = np.take_along_axis(flat, order, axis=-1)
+    dup = np.zeros(flat.shape, bool)
+    eq = srt[..., 1:] == srt[..., :-1]
+    dup[..., 1:] |= eq
+    dup[..., :-1] |= eq
+    tied = np.empty_like(dup)
+    np.put_along_axis(tied, order, dup, axis=-1)
+    return np.moveaxis(tied.reshape(moved.shape), tuple(range(-len(axes), 0)), axes)
+
+
+def _draw_tie_free(rng: np.random.Generator, shape: tuple[int, ...], dtype: str, magnitude: float) -> np.ndarray:
+    """Normal draws rounded to ``dtype``; entries tied within a pool window (over H, W or over C) are redrawn.
+
+    Ties only matter to max pools, but a tie-free input costs nothing and keeps every case
+    usable for every pool type.
+    """
+    x = round_to_dtype(rng.normal(size=shape) * magnitude, dtype)
+    for _ in range(200):
+        tied = np.zeros(shape, bool)
+        for axes in ((2, 3), (1,)):
+            tied |= _tied(x, axes)
+        if not tied.any():
+            return x
+        x[tied] = round_to_dtype(rng.normal(size=int(tied.sum())) * magnitude, dtype)
+    raise ValueError(f"Could not draw a tie-free input of shape {shape} in {dtype}")  # pragma: no cover
+
+
+def _revive_hidden_units(cfg: Config, x: np.ndarray, params: dict[str, np.ndarray]) -> None:
+    """Flip the sign of any fc1 unit that sits on a flat part of the activation for every sample and pool.
+
+    A dead unit (e.g. relu with a negative pre-activation everywhere) makes every gradient
+    through it zero, so a comparison of those gradients could not fail. Flipping keeps the
+    distribution of the weights symmetric.
+    """
+    if isinstance(cfg, ECAConfig):
+        return
+    prefix = "channel." if isinstance(cfg, CBAMConfig) else ""
+    pools = cfg.pool_types if isinstance(cfg, CBAMConfig) else ("avg",)
+    z = np.stack([ops.POOLS[p][0](x, (2, 3))[:, :, 0, 0] for p in pools])  # (P, N, C)
+    w, b = params[f"{prefix}fc1.weight"], params.get(f"{prefix}fc1.bias")
+    h = z @ w.T + (0.0 if b is None else b)
+    dead = ~(ops.ACTS[cfg.act][1](h) != 0).any(axis=(0, 1))
+    w[dead] = -w[dead]
+    if b is not None:
+        b[dead] = -b[dead]
 
 
 def _default_shape(cfg: Config) -> tuple[int, int, int, int]:
@@ -86,17 +133,13 @@ def make_case(
 ) -> Case:
     """A case for ``cfg``: inputs, perturbed canonical weights, non-trivial BN state, cotangent.
 
-    ``shape`` is (N, C, H, W) whatever the data format. Values are rounded to ``dtype`` and
-    redrawn (deterministically) until no max-pool window holds a tie.
+    ``shape`` is (N, C, H, W) whatever the data format. Values are rounded to ``dtype``;
+    entries tied within a max-pool window are redrawn (deterministically), and no hidden
+    unit of an MLP is dead for the whole batch.
     """
     rng = np.random.default_rng(seed)
     n, c, h, w = shape or _default_shape(cfg)
-    for _ in range(100):
-        x = round_to_dtype(rng.normal(size=(n, c, h, w)) * magnitude, dtype)
-        if _no_ties(x) or n * c * h * w == 1:
-            break
-    else:  # pragma: no cover - needs a dtype too coarse for the shape
-        raise ValueError(f"Could not draw a tie-free input of shape {(n, c, h, w)} in {dtype}")
+    x = _draw_tie_free(rng, (n, c, h, w), dtype, magnitude)
     params = init_params(cfg, seed=seed)
     layout = param_layout(cfg)
     for k, spec in layout.items():  # move away from the init so that biases, BN and stats all matter
@@ -107,6 +150,7 @@ def make_case(
         else:
             params[k] = params[k] * rng.uniform(1.0, 3.0)
         params[k] = round_to_dtype(params[k], dtype)
+    _revive_hidden_units(cfg, x, params)
     dy = round_to_dtype(rng.normal(size=(n, c, h, w)), dtype)
     if data_format == "channels_last":
         x, dy = x.transpose(0, 2, 3, 1).copy(), dy.transpose(0, 2, 3, 1).copy()

@@ -231,6 +231,8 @@ class _ConfigBase:
                 f"Received input of shape {shape}."
             )
         axis = 1 if data_format == "channels_first" else 3
+        if any(0 <= s < 1 for i, s in enumerate(shape) if i != axis):  # -1: unknown (symbolic) size
+            raise ValueError(f"{name} expects N, H, W >= 1. Received input of shape {shape}.")
         if shape[axis] != self.channels:
             raise ValueError(
                 f"{name} expects {self.channels} input channels on axis {axis} "
@@ -409,6 +411,8 @@ CONFIG_TYPES: dict[str, type[_ConfigBase]] = {"se": SEConfig, "cbam": CBAMConfig
 
 def config_from_dict(d: Mapping[str, Any]) -> Config:
     """Build whichever config ``d["module"]`` names."""
+    if not isinstance(d, Mapping):
+        raise TypeError(f"A config must be a mapping with a 'module' key. Received: {type(d).__name__}")
     module = d.get("module")
     if module not in CONFIG_TYPES:
         raise ValueError(f"`module` must be one of {', '.join(map(repr, CONFIG_TYPES))}. Received: module={module!r}")
