@@ -12,6 +12,7 @@ from .cases import Case, edge_cases, make_case, round_to_dtype
 from .compare import Comparison, compare
 from .runner import CaseReport, check_case, check_non_vacuity, reference_outputs
 from .tolerances import DTYPES, TOLERANCES, Tolerance, tolerance
+from .verify import verify as verify
 
 __all__ = [
     "ADAPTERS",
