@@ -135,6 +135,21 @@ def from_framework_array(kind: str, a: Any, framework: str) -> np.ndarray:
     return _TRANSFORMS[framework].get(kind, (_same, _same))[1](np.asarray(a))
 
 
+def framework_leaf(kind: str, framework: str) -> tuple[str, str]:
+    """``(collection, leaf name)`` of a tensor of ``kind`` in ``framework``, for any layer of that kind.
+
+    :func:`framework_layout` for ordinary layers, which porting a whole model needs: a
+    ``BatchNorm2d``'s ``running_var`` is Flax's ``batch_stats/.../var`` and Keras's ``moving_variance``.
+
+    >>> framework_leaf("bn_var", "flax"), framework_leaf("dense", "keras")
+    (('batch_stats', 'var'), ('params', 'kernel'))
+    """
+    _check_framework(framework)
+    if kind not in _LEAVES[framework]:
+        raise ValueError(f"`kind` must be one of {', '.join(map(repr, _LEAVES[framework]))}. Received: {kind!r}")
+    return ("batch_stats" if kind in ("bn_mean", "bn_var") else "params"), _LEAVES[framework][kind]
+
+
 def framework_layout(cfg: Config, framework: str) -> dict[str, FrameworkParam]:
     """Canonical name -> :class:`FrameworkParam` for ``framework`` (``torch``, ``flax`` or ``keras``)."""
     _check_framework(framework)
