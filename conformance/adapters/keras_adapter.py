@@ -1,0 +1,124 @@
+"""The Keras 3 port (``tf_impl``) as an adapter, on whichever Keras backend is active.
+
+Half types run under Keras's mixed policies (half compute, float32 variables), the others
+with the layer dtype set to the case's dtype. The vector-Jacobian product is the backend's
+own autodiff: ``tf.GradientTape`` on TensorFlow, ``jax.vjp`` of ``layer.stateless_call`` on
+JAX, ``torch.autograd`` on PyTorch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import keras
+import numpy as np
+from keras import ops
+
+import tf_impl
+from reference_numpy import Config, framework_layout, from_framework_array, param_layout
+from tf_impl._base import to_numpy
+
+from .base import Adapter, Outputs
+
+_POLICIES = {"float16": "mixed_float16", "bfloat16": "mixed_bfloat16"}
+
+Tensors = tuple[Any, Any, list[Any]]  # y, dx (or None), grads in the order of layer.trainable_variables
+
+
+def _run_tensorflow(layer: keras.layers.Layer, x: Any, dy: Any | None, training: bool) -> Tensors:
+    import tensorflow as tf
+
+    if dy is None:
+        return layer(x, training=training), None, []
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        y = layer(x, training=training)
+    dx, *grads = tape.gradient(y, [x, *layer.trainable_variables], output_gradients=dy)
+    return y, dx, grads
+
+
+def _run_jax(layer: keras.layers.Layer, x: Any, dy: Any | None, training: bool) -> Tensors:
+    import jax
+
+    # One jit per case: JAX's op-by-op dispatch compiles every primitive for every new shape anyway.
+    @jax.jit
+    def run(trainable: list[Any], non_trainable: list[Any], x: Any, dy: Any | None) -> tuple[Any, ...]:
+        def f(trainable: list[Any], x: Any) -> tuple[Any, list[Any]]:
+            return layer.stateless_call(trainable, non_trainable, x, training=training)
+
+        if dy is None:
+            y, state = f(trainable, x)
+            return y, None, [], state
+        y, pullback, state = jax.vjp(f, trainable, x, has_aux=True)
+        grads, dx = pullback(dy)
+        return y, dx, grads, state
+
+    values = [v.value for v in layer.trainable_variables], [v.value for v in layer.non_trainable_variables]
+    y, dx, grads, state = run(*values, x, dy)
+    for v, value in zip(layer.non_trainable_variables, state, strict=True):
+        v.assign(value)
+    return y, dx, grads
+
+
+def _run_torch(layer: keras.layers.Layer, x: Any, dy: Any | None, training: bool) -> Tensors:
+    import torch
+
+    if dy is None:
+        with torch.no_grad():
+            return layer(x, training=training), None, []
+    x = x.detach().requires_grad_(True)
+    y = layer(x, training=training)
+    dx, *grads = torch.autograd.grad(y, [x, *(v.value for v in layer.trainable_variables)], grad_outputs=dy)
+    return y, dx, grads
+
+
+_RUN: dict[str, Callable[[keras.layers.Layer, Any, Any | None, bool], Tensors]] = {
+    "tensorflow": _run_tensorflow,
+    "jax": _run_jax,
+    "torch": _run_torch,
+}
+
+
+def _to_tensor(a: np.ndarray, dtype: str) -> Any:
+    """Values exactly representable in ``dtype`` -> a backend tensor of that dtype (bfloat16 via float32)."""
+    return ops.cast(ops.convert_to_tensor(a.astype("float32" if dtype in _POLICIES else dtype)), dtype)
+
+
+def _to_numpy(t: Any) -> np.ndarray:
+    return np.asarray(to_numpy(t)).astype(np.float64)
+
+
+class KerasAdapter(Adapter):
+    name = "keras"
+
+    def build(self, cfg: Config, dtype: str) -> Any:
+        # The data format is a constructor argument of the layer, so the layer itself is built in evaluate().
+        return {"cfg": cfg, "policy": _POLICIES.get(dtype, dtype)}
+
+    def load(self, module: Any, cfg: Config, params: dict[str, np.ndarray], dtype: str) -> Any:
+        return {**module, "params": params}
+
+    def evaluate(
+        self, module: Any, x: np.ndarray, dy: np.ndarray | None, *, training: bool, data_format: str, dtype: str
+    ) -> Outputs:
+        cfg = module["cfg"]
+        layer = tf_impl.from_config(cfg, data_format=data_format, dtype=module["policy"])
+        layer.build(x.shape)
+        tf_impl.load_canonical(layer, module["params"])
+        run = _RUN[keras.backend.backend()]
+        y, dxt, gts = run(layer, _to_tensor(x, dtype), None if dy is None else _to_tensor(dy, dtype), training)
+        dx, grads = None, {}
+        if dy is not None:
+            dx = _to_numpy(dxt)
+            by_id = {id(v): g for v, g in zip(layer.trainable_variables, gts, strict=True)}
+            grads = {
+                name: from_framework_array(p.kind, _to_numpy(by_id[id(layer.keras_weights[p.key])]), "keras")
+                for name, p in framework_layout(cfg, "keras").items()
+                if p.collection == "params"
+            }
+        state = {}
+        if training:
+            canonical = tf_impl.to_canonical(layer)
+            state = {k: canonical[k].astype(np.float64) for k, s in param_layout(cfg).items() if not s.trainable}
+        return Outputs(_to_numpy(y), dx, grads, state)

@@ -1,0 +1,178 @@
+"""The base layer and the weight functions: config, weights, serialisation and input checks all come from ``reference_numpy``."""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+import keras
+import numpy as np
+from keras import ops
+
+from reference_numpy import Config, InitSpec, framework_layout, from_framework, make_config, param_init, to_framework
+from reference_numpy.config import DATA_FORMATS, _check_choice
+
+from ._ops import POOLS, accumulation_dtype
+
+# The keyword arguments keras.layers.Layer takes (name, dtype, trainable, ...); every other
+# keyword is a knob of the spec config, so an unknown one is rejected by make_config.
+_LAYER_KWARGS = frozenset(
+    p.name for p in inspect.signature(keras.layers.Layer.__init__).parameters.values() if p.kind == p.KEYWORD_ONLY
+) | {"input_shape", "input_dim"}
+
+
+def initializer(init: InitSpec) -> keras.initializers.Initializer:
+    """The Keras initialiser of one canonical tensor's spec distribution."""
+    if init.dist == "constant":
+        return keras.initializers.Constant(init.value)
+    return keras.initializers.RandomUniform(-init.value, init.value)
+
+
+class WeightGroup(keras.layers.Layer):
+    """A named holder of weights (``fc1``, ``conv``, ``bn``, ...), so that weight paths mirror the Keras keys.
+
+    It is never called: its owner creates its weights and reads them.
+    """
+
+    def __init__(self, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.built = True
+
+
+LAYERS: dict[str, type[AttentionLayer]] = {}
+"""Module name (``se``, ``cbam``, ``eca``) -> layer class."""
+
+
+class AttentionLayer(keras.layers.Layer):
+    """A layer computing the module ``module`` of the spec from a :mod:`reference_numpy` config.
+
+    Subclasses implement ``attend(x, p, training)`` with ``p`` the weights by their Keras flat
+    key (``framework_layout(cfg, "keras")``), already cast to the accumulation dtype. (Not
+    ``forward``: on the PyTorch backend a Keras layer is a ``torch.nn.Module``.)
+    """
+
+    module: ClassVar[str]
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        LAYERS[cls.module] = cls
+
+    def __init__(self, channels: int, *, preset: str | None = None, data_format: str | None = None, **kwargs: Any):
+        layer_kwargs = {k: kwargs.pop(k) for k in list(kwargs) if k in _LAYER_KWARGS}
+        config = make_config(self.module, channels, preset=preset, **kwargs)
+        super().__init__(**layer_kwargs)
+        self._spec = config
+        self.data_format = keras.config.image_data_format() if data_format is None else data_format
+        _check_choice("data_format", self.data_format, DATA_FORMATS)
+        channels_last = self.data_format == "channels_last"
+        self._channel_axis = 3 if channels_last else 1
+        self._spatial_axes = (1, 2) if channels_last else (2, 3)
+        self._gate_shape = (-1, 1, 1, channels) if channels_last else (-1, channels, 1, 1)
+
+    @property
+    def config(self) -> Config:
+        """The spec config (presets resolved, derived sizes such as ``config.hidden`` included)."""
+        return self._spec
+
+    @property
+    def keras_weights(self) -> dict[str, Any]:
+        """The built layer's variables by Keras flat key: ``{"spatial.bn.gamma": <variable cbam/spatial/bn/gamma>}``.
+
+        The keys are those of ``reference_numpy.framework_layout(layer.config, "keras")``.
+        """
+        if not self.built:
+            raise ValueError(
+                f"{type(self).__name__} has no weights yet: build it first "
+                "(call it on an input or `layer.build(input_shape)`)."
+            )
+        return dict(self._vars)
+
+    # -- Keras protocol
+
+    def build(self, input_shape: Any) -> None:
+        self._spec.validate_input(input_shape, self.compute_dtype, data_format=self.data_format)
+        init = param_init(self._spec)
+        groups: dict[tuple[str, ...], WeightGroup] = {}
+        self._vars = {}
+        for name, p in framework_layout(self._spec, "keras").items():
+            *modules, leaf = p.path
+            owner = groups.setdefault(tuple(modules), WeightGroup(name=modules[-1], dtype=self.dtype_policy))
+            with contextlib.ExitStack() as scopes:  # the path of "spatial.bn.gamma" is "<layer>/spatial/bn/gamma"
+                for outer in modules[:-1]:
+                    scopes.enter_context(keras.name_scope(outer))
+                self._vars[p.key] = owner.add_weight(
+                    name=leaf,
+                    shape=p.shape,
+                    initializer=initializer(init[name]),
+                    trainable=p.collection == "params",
+                    autocast=False,  # read in the accumulation dtype: BN statistics stay float32 under half policies
+                )
+        self._groups = {".".join(k): g for k, g in groups.items()}
+
+    def call(self, inputs: Any, training: bool | None = None) -> Any:
+        # As Keras's BatchNormalization: a frozen layer (trainable=False) runs its BN in inference mode.
+        training = bool(training) and self.trainable
+        self._spec.validate_input(inputs.shape, inputs.dtype, data_format=self.data_format, training=training)
+        acc = accumulation_dtype(self.compute_dtype)
+        y, new_state = self.attend(inputs, {k: ops.cast(v, acc) for k, v in self._vars.items()}, training)
+        for key, value in new_state.items():
+            self._vars[key].assign(ops.cast(value, self._vars[key].dtype))
+        return y
+
+    def compute_output_shape(self, input_shape: Any) -> Any:
+        self._spec.validate_input(input_shape, self.compute_dtype, data_format=self.data_format)
+        return tuple(input_shape)
+
+    def get_config(self) -> dict[str, Any]:
+        spec = {k: v for k, v in self._spec.to_dict().items() if k != "module"}
+        return {**super().get_config(), **spec, "data_format": self.data_format}
+
+    # -- the module's math
+
+    def attend(self, x: Any, p: dict[str, Any], training: bool) -> tuple[Any, dict[str, Any]]:
+        """Returns (y, new values of non-trainable weights by Keras key)."""
+        raise NotImplementedError
+
+    def pool(self, kind: str, x: Any, over: str = "space") -> Any:
+        """A pool of SPEC.md section 2 over ``space`` (H, W) -> (N, C) or ``channels`` -> (N, H, W)."""
+        axes = self._spatial_axes if over == "space" else (self._channel_axis,)
+        return POOLS[kind](x, axes, accumulation_dtype(self.compute_dtype))
+
+    def apply_gate(self, x: Any, gate: Any) -> Any:
+        """``x * gate`` for a per-channel gate of shape (N, C), in x's dtype."""
+        return x * ops.cast(ops.reshape(gate, self._gate_shape), x.dtype)
+
+
+def from_config(cfg: Config, **layer_kwargs: Any) -> AttentionLayer:
+    """The layer computing spec config ``cfg``; ``layer_kwargs`` are ``data_format`` and Keras's (name, dtype, ...)."""
+    knobs = {k: v for k, v in cfg.to_dict().items() if k != "module"}
+    return LAYERS[cfg.module](**knobs, **layer_kwargs)
+
+
+def to_numpy(t: Any) -> np.ndarray:
+    """A backend tensor or variable value as a NumPy array (TensorFlow's own ``.numpy()`` avoids a NumPy 2 warning)."""
+    return t.numpy() if keras.backend.backend() == "tensorflow" else ops.convert_to_numpy(t)
+
+
+def _check_layer(layer: Any) -> AttentionLayer:
+    if not isinstance(layer, AttentionLayer):
+        raise TypeError(
+            f"Expected an attnspec Keras layer (SqueezeExcite, CBAM or ECA). Received: {type(layer).__name__}"
+        )
+    return layer
+
+
+def to_canonical(layer: AttentionLayer) -> dict[str, np.ndarray]:
+    """The built layer's weights (BN statistics included) as canonical name -> array, in the variables' dtype."""
+    tensors = {k: to_numpy(v.value) for k, v in _check_layer(layer).keras_weights.items()}
+    return from_framework(layer.config, tensors, "keras")
+
+
+def load_canonical(layer: AttentionLayer, params: Mapping[str, Any]) -> AttentionLayer:
+    """Assign canonical ``params`` to the built ``layer``; every missing, unexpected or mis-shaped key in one error."""
+    variables = _check_layer(layer).keras_weights
+    for key, value in to_framework(layer.config, params, "keras").items():
+        variables[key].assign(value)  # converted to the variable's dtype (round to nearest)
+    return layer

@@ -1,0 +1,80 @@
+"""CBAM as a Keras 3 layer (SPEC.md section 4)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import keras
+from keras import ops
+
+from ._base import AttentionLayer
+from ._ops import GATES, batch_norm, mlp
+
+
+@keras.saving.register_keras_serializable(package="attnspec")
+class CBAM(AttentionLayer):
+    """Convolutional Block Attention Module (Woo et al., ECCV 2018): channel, then spatial attention.
+
+    The spatial gate's batch norm is the spec's (PyTorch's momentum convention): with
+    ``training=True`` it normalises with batch statistics and updates ``moving_mean`` and
+    ``moving_variance``; as with Keras's ``BatchNormalization``, a layer with
+    ``trainable=False`` runs it in inference mode.
+
+    Args:
+        channels: Number of input channels ``C``.
+        preset: ``"official"`` or ``"timm"`` (SPEC.md section 6); the knobs given
+            explicitly override it.
+        data_format: ``"channels_last"`` (N, H, W, C) or ``"channels_first"`` (N, C, H, W).
+            Defaults to ``keras.config.image_data_format()``.
+        rd_ratio, rd_channels, rd_divisor, rd_round, mlp_bias, act, gate, pool_types,
+            spatial, spatial_kernel_size, spatial_pool_order, spatial_bias, spatial_norm,
+            bn_eps, bn_momentum: keyword-only, the fields of ``reference_numpy.CBAMConfig``
+            with its defaults (the authors' released code).
+        **kwargs: ``keras.layers.Layer`` arguments (``name``, ``dtype``, ``trainable``).
+
+    Input shape:
+        4D tensor ``(batch, height, width, channels)`` with ``data_format="channels_last"``,
+        ``(batch, channels, height, width)`` with ``data_format="channels_first"``.
+
+    Output shape:
+        The input's shape; the dtype is the layer's compute dtype.
+
+    Example:
+
+    >>> import numpy as np
+    >>> layer = CBAM(32, spatial_kernel_size=3, name="cbam")
+    >>> y = layer(np.ones((2, 6, 5, 32), dtype="float32"), training=True)
+    >>> tuple(y.shape)
+    (2, 6, 5, 32)
+    >>> for w in layer.weights:
+    ...     print(w.path, tuple(w.shape), "trainable" if w.trainable else "state")
+    cbam/channel/fc1/kernel (32, 2) trainable
+    cbam/channel/fc1/bias (2,) trainable
+    cbam/channel/fc2/kernel (2, 32) trainable
+    cbam/channel/fc2/bias (32,) trainable
+    cbam/spatial/conv/kernel (3, 3, 2, 1) trainable
+    cbam/spatial/bn/gamma (1,) trainable
+    cbam/spatial/bn/beta (1,) trainable
+    cbam/spatial/bn/moving_mean (1,) state
+    cbam/spatial/bn/moving_variance (1,) state
+    """
+
+    module = "cbam"
+
+    def attend(self, x: Any, p: dict[str, Any], training: bool) -> tuple[Any, dict[str, Any]]:
+        c = self.config
+        a = ops.sum(mlp(ops.stack([self.pool(t, x) for t in c.pool_types]), p, "channel.", c.act), axis=0)
+        x1 = self.apply_gate(x, GATES[c.gate](a))
+        if not c.spatial:
+            return x1, {}
+        d = ops.stack([self.pool(q, x1, over="channels") for q in c.spatial_pool_order], axis=-1)  # (N, H, W, 2)
+        z = ops.conv(d, p["spatial.conv.kernel"], padding="same", data_format="channels_last")
+        if c.spatial_bias:
+            z = z + p["spatial.conv.bias"]
+        new_state: dict[str, Any] = {}
+        if c.spatial_norm:
+            z, new_state = batch_norm(z, p, "spatial.bn.", eps=c.bn_eps, momentum=c.bn_momentum, training=training)
+        s = ops.cast(GATES[c.gate](z), x1.dtype)  # (N, H, W, 1)
+        if self.data_format == "channels_first":
+            s = ops.transpose(s, (0, 3, 1, 2))
+        return x1 * s, new_state
