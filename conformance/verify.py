@@ -1316,7 +1316,7 @@ class VerifyReport:
         lines.append("diagnosis:")
         lines += [f"  - {d}" for d in self.diagnosis]
         if self.case_reports:
-            lines.append("checks:")
+            lines.append(f"checks (as {describe(self.config)}):" if self.config is not None else "checks:")
             for r in self.case_reports:
                 if r.error:
                     lines.append(f"  {r.case.id}: raised {r.error}")
