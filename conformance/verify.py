@@ -205,7 +205,15 @@ def _layout_binding(role: str, t: Tensor, layout: str) -> Binding:
 
 
 def _last_line(e: BaseException) -> str:
-    return traceback.format_exception_only(type(e), e)[-1].strip()
+    """``Type: message`` of an exception, without the notes JAX appends (they would be the last line)."""
+    notes = getattr(e, "__notes__", None)
+    try:
+        if notes is not None:
+            del e.__notes__
+        return traceback.format_exception_only(type(e), e)[-1].strip()
+    finally:
+        if notes is not None:
+            e.__notes__ = notes
 
 
 def _sample_shape(channels: int) -> tuple[int, int, int, int]:
@@ -255,7 +263,8 @@ class _Backend:
         raise NotImplementedError
 
     def hint_channels(self, obj: Any | None) -> int | None:
-        for source in (self.init_kwargs, *(() if obj is None else (obj,))):
+        spec = getattr(obj, "config", None)  # this project's ports (and anything else holding a spec config)
+        for source in (self.init_kwargs, *(() if obj is None else (obj, spec))):
             for name in _CHANNEL_HINTS:
                 v = source.get(name) if isinstance(source, Mapping) else getattr(source, name, None)
                 if isinstance(v, int) and not isinstance(v, bool) and v >= 1:
@@ -411,8 +420,10 @@ def _jax_call(
     import jax.numpy as jnp
 
     def vjp(p: Any, o: Any, xx: Any, ct: Any) -> Any:
-        y, pullback, aux = jax.vjp(lambda p_, x_: f(p_, o, x_), p, xx, has_aux=True)
-        dp, dx = pullback(ct)
+        # ``o`` is a primal too (its cotangent unused): NNX variables made from a value closed over
+        # from an outer trace cannot be updated inside the VJP's trace
+        y, pullback, aux = jax.vjp(lambda p_, x_, o_: f(p_, o_, x_), p, xx, o, has_aux=True)
+        dp, dx, _ = pullback(ct)
         return y, dx, dp, aux
 
     grad = dy is not None
@@ -1059,6 +1070,14 @@ class ThirdPartyAdapter(Adapter):
 
     def build(self, cfg: Config, dtype: str) -> Any:
         return {"obj": self.backend.instance(dtype), "cfg": cfg}
+
+    def run(self, *args: Any, **kwargs: Any) -> Outputs:
+        try:
+            return super().run(*args, **kwargs)
+        except Exception as e:  # the runner reports the last line: make it the error, not JAX's note
+            if hasattr(e, "__notes__"):
+                del e.__notes__
+            raise
 
     def load(self, module: Any, cfg: Config, params: dict[str, np.ndarray], dtype: str) -> Any:
         values = {}

@@ -305,3 +305,22 @@ def test_cli_usage_errors_exit_2(argv: list[str], capsys) -> None:
         pytest.importorskip("torch")
     assert main([*argv, "--init-kwargs", '{"channels": 32}']) == 2
     assert "error" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- this project's own port
+
+
+@pytest.mark.torch
+def test_the_torch_port_verifies_as_what_it_was_built_as() -> None:
+    pytest.importorskip("torch")
+    pytest.importorskip("torch_impl")
+    report = verify(
+        "torch_impl:CBAM",
+        module="cbam",
+        framework="torch",
+        init_kwargs={"channels": 24, "preset": "timm"},
+        expect="timm",
+    )
+    assert report.passed, report.to_text()
+    assert report.identified == "CBAM preset 'timm'"
+    assert report.bindings["spatial.conv.weight"] == "spatial.conv.weight"  # canonical names map to themselves
