@@ -1,0 +1,21 @@
+"""attnspec's PyTorch port: SE, CBAM and ECA as ``nn.Module``s that conform to SPEC.md.
+
+Configs, derived sizes, initialisation and weight layouts come from ``reference_numpy``;
+``state_dict()`` keys are the canonical names.
+
+>>> import torch, torch_impl
+>>> from reference_numpy import init_params
+>>> cbam = torch_impl.CBAM(32, preset="timm")
+>>> params = init_params(cbam.config, seed=0)
+>>> _ = torch_impl.load_canonical(cbam, params)
+>>> back = torch_impl.to_canonical(cbam)
+>>> all((back[k] == params[k].astype("float32")).all() for k in params)
+True
+"""
+
+from ._base import AttentionModule, from_config, load_canonical, to_canonical
+from .cbam import CBAM
+from .eca import ECA
+from .se import SqueezeExcite
+
+__all__ = ["CBAM", "ECA", "AttentionModule", "SqueezeExcite", "from_config", "load_canonical", "to_canonical"]

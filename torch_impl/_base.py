@@ -1,0 +1,192 @@
+"""What SE, CBAM and ECA share in PyTorch: the spec config, initialisation, input checks and canonical weights.
+
+Everything a module knows about itself comes from ``reference_numpy``: the config (built by
+``make_config``, so every framework accepts and rejects the same arguments), derived sizes,
+``param_init`` and the conversion tables. ``state_dict()`` keys are the canonical names.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import inspect
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from torch import nn
+
+from reference_numpy import Config, framework_layout, from_framework, make_config, param_init, param_layout
+from reference_numpy.config import CONFIG_TYPES, check_config
+from reference_numpy.convert import to_framework_array
+from reference_numpy.params import match_keys
+
+__all__ = ["AttentionModule", "from_config", "load_canonical", "to_canonical"]
+
+_NOT_CANONICAL = "num_batches_tracked"
+"""PyTorch BN's batch counter, present after SyncBatchNorm conversion; dropped on export (SPEC.md section 7)."""
+
+
+def _knob_signature(module: str) -> inspect.Signature:
+    """``(self, channels, *, <every knob with the spec's default>, preset, device, dtype)``."""
+    kw = inspect.Parameter.KEYWORD_ONLY
+    params = [
+        inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD),
+        inspect.Parameter("channels", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=int),
+    ]
+    params += [
+        inspect.Parameter(f.name, kw, default=f.default)
+        for f in dataclasses.fields(CONFIG_TYPES[module])
+        if f.name != "channels"
+    ]
+    params += [inspect.Parameter(n, kw, default=None) for n in ("preset", "device", "dtype")]
+    return inspect.Signature(params)
+
+
+class AttentionModule(nn.Module):
+    """Base of :class:`SqueezeExcite`, :class:`CBAM` and :class:`ECA`.
+
+    Subclasses set ``module`` (the spec's name), create their layers in ``_build`` and compute
+    in ``_attend``; ``forward`` checks the input against the spec first.
+    """
+
+    module: ClassVar[str]
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        # help() and inspect.signature() list every knob with the spec's default; the
+        # constructor itself forwards only the knobs given, so that a preset is not overridden.
+        base_init = AttentionModule.__init__
+
+        @functools.wraps(base_init)
+        def __init__(self: AttentionModule, *args: Any, **kwargs: Any) -> None:
+            base_init(self, *args, **kwargs)
+
+        __init__.__signature__ = _knob_signature(cls.module)  # type: ignore[attr-defined]
+        cls.__init__ = __init__  # type: ignore[method-assign]
+
+    def __init__(
+        self,
+        channels: int,
+        *,
+        preset: str | None = None,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+        **knobs: Any,
+    ) -> None:
+        super().__init__()
+        self._config = make_config(self.module, channels, preset=preset, **knobs)
+        self._build(self._config, device=device, dtype=dtype)
+        self.reset_parameters()
+
+    @property
+    def config(self) -> Config:
+        """The spec config (``reference_numpy``) this module implements."""
+        return self._config
+
+    def _build(self, cfg: Any, *, device: torch.device | str | None, dtype: torch.dtype | None) -> None:
+        raise NotImplementedError
+
+    def _attend(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def reset_parameters(self) -> None:
+        """Draw every tensor from ``reference_numpy.param_init`` (PyTorch's default bounds; BN at 1, 0, 0, 1)."""
+        tensors = _tensors(self)
+        with torch.no_grad():
+            for name, init in param_init(self._config).items():
+                if init.dist == "uniform":
+                    tensors[name].uniform_(-init.value, init.value)
+                else:
+                    tensors[name].fill_(init.value)
+            for m in self.modules():
+                if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.num_batches_tracked is not None:
+                    m.num_batches_tracked.zero_()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self._config.validate_input(x.shape, x.dtype, data_format="channels_first", training=self.training)
+        return self._attend(x)
+
+    def extra_repr(self) -> str:
+        cfg = self._config
+        defaults = type(cfg)(channels=cfg.channels)
+        changed = [
+            f"{f.name}={getattr(cfg, f.name)!r}"
+            for f in dataclasses.fields(cfg)
+            if f.name != "channels" and getattr(cfg, f.name) != getattr(defaults, f.name)
+        ]
+        return ", ".join([str(cfg.channels), *changed])
+
+
+# ----------------------------------------------------------------------------- config and canonical weights
+
+_CLASSES: dict[str, type[AttentionModule]] = {}
+
+
+def _register(cls: type[AttentionModule]) -> type[AttentionModule]:
+    _CLASSES[cls.module] = cls
+    return cls
+
+
+def from_config(
+    cfg: Config, *, device: torch.device | str | None = None, dtype: torch.dtype | None = None
+) -> AttentionModule:
+    """The module a spec config describes: ``SqueezeExcite``, ``CBAM`` or ``ECA``.
+
+    >>> from reference_numpy import CBAMConfig
+    >>> import torch_impl
+    >>> m = torch_impl.from_config(CBAMConfig.preset("timm", channels=64), dtype=torch.float64)
+    >>> type(m).__name__, m.config.spatial_pool_order, m.spatial.conv.weight.dtype
+    ('CBAM', ('mean', 'max'), torch.float64)
+    """
+    cfg = check_config(cfg)
+    knobs = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg) if f.name != "channels"}
+    return _CLASSES[cfg.module](cfg.channels, device=device, dtype=dtype, **knobs)
+
+
+def _tensors(module: AttentionModule) -> dict[str, torch.Tensor]:
+    """Canonical name -> the module's own parameter or buffer (not a copy)."""
+    held = module.state_dict(keep_vars=True)
+    return {name: held[p.key] for name, p in framework_layout(module.config, "torch").items()}
+
+
+def to_canonical(module: AttentionModule) -> dict[str, np.ndarray]:
+    """The module's parameters and BN statistics as canonical float64 arrays (``reference_numpy`` layout).
+
+    >>> import torch_impl
+    >>> sd = torch_impl.to_canonical(torch_impl.ECA(64, kernel_size=5))
+    >>> {k: (v.shape, v.dtype.name) for k, v in sd.items()}
+    {'conv.weight': ((5,), 'float64')}
+    """
+    held = {k: v for k, v in module.state_dict().items() if not k.endswith(_NOT_CANONICAL)}
+    return {k: v.astype(np.float64) for k, v in from_framework(module.config, held, "torch").items()}
+
+
+def load_canonical(module: AttentionModule, params: Mapping[str, Any], strict: bool = True) -> AttentionModule:
+    """Copy canonical arrays (NumPy or tensors, any float dtype) into ``module``; returns ``module``.
+
+    Every missing (when ``strict``), unexpected and mis-shaped key is reported in one
+    ``KeyMismatchError``; with ``strict=False`` a subset of the canonical names is loaded.
+
+    >>> import numpy as np, torch_impl
+    >>> se = torch_impl.SqueezeExcite(32, rd_channels=4)
+    >>> torch_impl.load_canonical(se, {"fc1.weight": np.zeros((4, 32)), "fc9.bias": np.zeros(4)})
+    Traceback (most recent call last):
+    ...
+    reference_numpy.params.KeyMismatchError: canonical params does not match the expected layout; missing keys: fc1.bias, fc2.weight, fc2.bias; unexpected keys: fc9.bias.
+    """
+    layout = param_layout(module.config)
+    match_keys("canonical params", params, {k: s.shape for k, s in layout.items() if strict or k in params})
+    tensors = _tensors(module)
+    with torch.no_grad():
+        for name, value in params.items():
+            array = to_framework_array(layout[name].kind, _as_numpy(value), "torch")
+            tensors[name].copy_(torch.from_numpy(np.ascontiguousarray(array)))
+    return module
+
+
+def _as_numpy(value: Any) -> np.ndarray:
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu().to(torch.float64).numpy()
+    return np.asarray(value, dtype=np.float64)

@@ -1,0 +1,67 @@
+"""Efficient Channel Attention (SPEC.md section 5) in PyTorch."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from reference_numpy import ECAConfig
+
+from ._base import AttentionModule, _register
+from ._ops import channel_attention
+
+__all__ = ["ECA"]
+
+
+@_register
+class ECA(AttentionModule):
+    """Efficient Channel Attention: ``y = x * gate(conv1d(avg(x)))``, the convolution running over channels.
+
+    Args:
+        channels: C, the number of input channels.
+        kernel_size: odd size of the 1-D kernel; ``None`` takes the paper's adaptive size
+            from ``gamma`` and ``beta`` (``config.effective_kernel_size``).
+        gamma, beta: the adaptive size's constants.
+        padding: ``"zeros"`` (ECA) or ``"circular"`` (timm's CECA), ``(k - 1) / 2`` each side.
+        bias: whether the convolution has a bias.
+        gate: ``"sigmoid"`` or ``"hard_sigmoid"``.
+        preset: ``"paper"``, ``"timm"`` or ``"timm_ceca"`` (SPEC.md section 6); knobs given
+            explicitly override it.
+        device, dtype: where and in which float dtype the parameters live.
+
+    Input shape: ``(N, C, H, W)``, contiguous or ``torch.channels_last``.
+    Output shape: the input's shape, dtype and memory format.
+
+    The kernel is an ``nn.Conv1d(1, 1, k)`` at ``conv`` (PyTorch's layout of the canonical
+    ``conv.weight (k,)``); the padding is applied before it, so that circular padding wider
+    than C wraps around as often as needed.
+
+    Example:
+
+    >>> import torch
+    >>> from torch_impl import ECA
+    >>> eca = ECA(256)
+    >>> eca.config.effective_kernel_size, tuple(eca.conv.weight.shape)
+    (5, (1, 1, 5))
+    >>> x = torch.randn(2, 256, 7, 5).to(memory_format=torch.channels_last)
+    >>> eca(x).is_contiguous(memory_format=torch.channels_last)
+    True
+    """
+
+    module = "eca"
+
+    def _build(self, cfg: ECAConfig, *, device: torch.device | str | None, dtype: torch.dtype | None) -> None:
+        self.conv = nn.Conv1d(1, 1, cfg.effective_kernel_size, bias=cfg.bias, device=device, dtype=dtype)
+
+    def _attend(self, x: torch.Tensor) -> torch.Tensor:
+        return channel_attention(x, ("avg",), self._conv_over_channels, self.config.gate)
+
+    def _conv_over_channels(self, z: torch.Tensor) -> torch.Tensor:
+        """``(N, 1, C)`` -> ``(N, C)``."""
+        p, c = self.conv.kernel_size[0] // 2, z.shape[-1]
+        if self.config.padding == "zeros":
+            z = F.pad(z, (p, p))
+        else:
+            z = z[..., torch.arange(-p, c + p, device=z.device) % c]
+        return self.conv(z)[:, 0]
