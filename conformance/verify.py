@@ -71,6 +71,7 @@ from reference_numpy import (
     Config,
     ECAConfig,
     SEConfig,
+    export_state_dict,
     from_framework_array,
     make_config,
     param_layout,
@@ -1063,8 +1064,16 @@ class ThirdPartyAdapter(Adapter):
     name = "target"
     grad_dtypes = ("float64", "float32")
 
-    def __init__(self, backend: _Backend, bindings: Mapping[str, Binding], label: str, dtypes: Sequence[str]):
+    def __init__(
+        self,
+        backend: _Backend,
+        bindings: Mapping[str, Binding],
+        label: str,
+        dtypes: Sequence[str],
+        dialect: tuple[str, str] | None = None,
+    ):
         self.backend, self.bindings, self.name = backend, dict(bindings), label  # type: ignore[misc]
+        self.dialect = dialect  # (module, name): that module's weights go in as export_state_dict writes them
         self.dtypes = tuple(dtypes)  # type: ignore[misc]
         self.data_formats = (backend.data_format,)  # type: ignore[misc]
 
@@ -1080,10 +1089,15 @@ class ThirdPartyAdapter(Adapter):
             raise
 
     def load(self, module: Any, cfg: Config, params: dict[str, np.ndarray], dtype: str) -> Any:
-        values = {}
-        for canonical, v in params.items():
-            b = self.bindings[_role(canonical)]
-            values[b.name] = b.to_theirs(np.asarray(v))
+        names = {b.name for b in self.bindings.values()}
+        if self.dialect is not None and self.dialect[0] == cfg.module:
+            exported = export_state_dict(params, self.dialect[1], cfg)  # what a user of that dialect would load
+            values = {k: v for k, v in exported.items() if k in names}
+        else:
+            values = {
+                self.bindings[_role(k)].name: self.bindings[_role(k)].to_theirs(np.asarray(v))
+                for k, v in params.items()
+            }
         return {**module, "obj": self.backend.assign(module["obj"], values, dtype)}
 
     def evaluate(self, module, x, dy, *, training, data_format, dtype):  # type: ignore[no-untyped-def]
@@ -1480,7 +1494,8 @@ def verify(
     # 3. does its forward run at all, and in float64?
     dtypes, sentences = _probe(backend, obj, c, seed)
     diagnosis += sentences + s.notes
-    adapter = ThirdPartyAdapter(backend, s.bindings, f"{label} ({framework})", dtypes)
+    dialect = (module, mapping) if layout_ok and (module, mapping) in THIRD_PARTY else None
+    adapter = ThirdPartyAdapter(backend, s.bindings, f"{label} ({framework})", dtypes, dialect)
 
     # 4. which configuration is it?
     why_not = _why_not(module, s)
