@@ -92,12 +92,14 @@ def _draw_tie_free(rng: np.random.Generator, shape: tuple[int, ...], dtype: str,
     raise ValueError(f"Could not draw a tie-free input of shape {shape} in {dtype}")  # pragma: no cover
 
 
-def _revive_hidden_units(cfg: Config, x: np.ndarray, params: dict[str, np.ndarray]) -> None:
-    """Flip the sign of any fc1 unit that sits on a flat part of the activation for every sample and pool.
+def _split_hidden_units(cfg: Config, x: np.ndarray, params: dict[str, np.ndarray], dtype: str) -> None:
+    """Make every fc1 unit active for some samples and (with a bias to move) inactive for others.
 
-    A dead unit (e.g. relu with a negative pre-activation everywhere) makes every gradient
-    through it zero, so a comparison of those gradients could not fail. Flipping keeps the
-    distribution of the weights symmetric.
+    A unit on a flat part of the activation for the whole batch (e.g. relu, negative
+    everywhere) makes every gradient through it zero, so comparing them could not fail; a
+    unit active everywhere cannot tell relu from leaky relu. So each unit's bias is moved to
+    split its pre-activations at their median (midway between two of them, never on the kink);
+    a unit without a bias that is dead everywhere has its weights' sign flipped instead.
     """
     if isinstance(cfg, ECAConfig):
         return
@@ -105,8 +107,12 @@ def _revive_hidden_units(cfg: Config, x: np.ndarray, params: dict[str, np.ndarra
     pools = cfg.pool_types if isinstance(cfg, CBAMConfig) else ("avg",)
     z = np.stack([ops.POOLS[p][0](x, (2, 3))[:, :, 0, 0] for p in pools])  # (P, N, C)
     w, b = params[f"{prefix}fc1.weight"], params.get(f"{prefix}fc1.bias")
-    h = z @ w.T + (0.0 if b is None else b)
-    dead = ~(ops.ACTS[cfg.act][1](h) != 0).any(axis=(0, 1))
+    h = (z @ w.T).reshape(-1, w.shape[0])  # (P * N, hidden), without the bias
+    if b is not None and h.shape[0] >= 2:
+        srt, k = np.sort(h, axis=0), (h.shape[0] - 1) // 2
+        b[:] = round_to_dtype(-(srt[k] + srt[k + 1]) / 2, dtype)
+        return
+    dead = ~(ops.ACTS[cfg.act][1](h + (0.0 if b is None else b)) != 0).any(axis=0)
     w[dead] = -w[dead]
     if b is not None:
         b[dead] = -b[dead]
@@ -134,8 +140,8 @@ def make_case(
     """A case for ``cfg``: inputs, perturbed canonical weights, non-trivial BN state, cotangent.
 
     ``shape`` is (N, C, H, W) whatever the data format. Values are rounded to ``dtype``;
-    entries tied within a max-pool window are redrawn (deterministically), and no hidden
-    unit of an MLP is dead for the whole batch.
+    entries tied within a max-pool window are redrawn (deterministically), and every hidden
+    unit of an MLP is active for part of the batch (see :func:`_split_hidden_units`).
     """
     rng = np.random.default_rng(seed)
     n, c, h, w = shape or _default_shape(cfg)
@@ -150,7 +156,7 @@ def make_case(
         else:
             params[k] = params[k] * rng.uniform(1.0, 3.0)
         params[k] = round_to_dtype(params[k], dtype)
-    _revive_hidden_units(cfg, x, params)
+    _split_hidden_units(cfg, x, params, dtype)
     dy = round_to_dtype(rng.normal(size=(n, c, h, w)), dtype)
     if data_format == "channels_last":
         x, dy = x.transpose(0, 2, 3, 1).copy(), dy.transpose(0, 2, 3, 1).copy()

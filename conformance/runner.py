@@ -42,6 +42,20 @@ class CaseReport:
         return out + [f"{self.framework} {self.case.id}: {c.message}" for c in self.comparisons if not c.ok]
 
 
+def exception_line(e: BaseException) -> str:
+    """The last line of a traceback (``Type: message``), without notes a framework appends (JAX does)."""
+    notes = getattr(e, "__notes__", None)
+    try:
+        e.__notes__ = []  # type: ignore[attr-defined]
+        lines = [line for line in traceback.format_exception_only(type(e), e) if line.strip()]
+    finally:
+        if notes is None:
+            del e.__notes__
+        else:
+            e.__notes__ = notes  # type: ignore[attr-defined]
+    return lines[-1].strip() if lines else type(e).__name__
+
+
 def reference_outputs(case: Case, with_grads: bool = True) -> Outputs:
     """The float64 reference's outputs for ``case``."""
     y, cache, state = ref.forward(case.cfg, case.params, case.x, training=case.training, data_format=case.data_format)
@@ -93,8 +107,7 @@ def check_case(adapter: Adapter, case: Case, *, with_grads: bool | None = None) 
             dtype=case.dtype,
         )
     except Exception as e:
-        last = traceback.format_exception_only(type(e), e)[-1].strip()
-        return CaseReport(case, adapter.name, [], last)
+        return CaseReport(case, adapter.name, [], exception_line(e))
     return CaseReport(case, adapter.name, compare_outputs(got, want, case.dtype, case.seed))
 
 
