@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
 import sys
 from collections.abc import Callable, Sequence
 
@@ -72,6 +73,12 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--full", action="store_true", help="add the knob grid and the edge cases to the presets")
     r.add_argument("--format", choices=("text", "markdown", "json"), default="text", help="output format")
     r.add_argument("--seed", type=int, default=0, help="seed of the generated cases (default: 0)")
+    r.add_argument(
+        "--jobs",
+        type=int,
+        default=min(2, os.cpu_count() or 1),
+        help="worker processes, each running some of the frameworks (default: min(2, CPU count); 1 runs in-process)",
+    )
     r.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
 
     v = sub.add_parser("vectors", help="export golden vectors, or check an implementation against them")
@@ -115,7 +122,12 @@ def _report(args: argparse.Namespace) -> int:
     from .report import render, run_matrix
 
     matrix = run_matrix(
-        args.frameworks, modules=args.modules, full=args.full, seed=args.seed, progress=not args.no_progress
+        args.frameworks,
+        modules=args.modules,
+        full=args.full,
+        seed=args.seed,
+        progress=not args.no_progress,
+        jobs=args.jobs,
     )
     sys.stdout.write(render(matrix, args.format))
     return 0 if matrix.passed else 1

@@ -15,20 +15,20 @@ module/variant  numpy
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 import sys
 import time
-import traceback
-from collections.abc import Callable, Iterator, Sequence
-from typing import Any, TextIO
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any, NamedTuple, TextIO
 
 import reference_numpy as ref
 
 from .adapters import ADAPTERS, Adapter, get_adapter, is_installed
 from .cases import Case, edge_cases, make_case
 from .grid import CHANNELS, DATA_FORMATS, MODES, MODULES, Variant, variants
-from .runner import CaseReport, check_case, check_non_vacuity
+from .runner import CaseReport, check_case, check_non_vacuity, exception_line
 
 __all__ = [
     "FORMATS",
@@ -73,6 +73,13 @@ class Cell:
         if not report.passed:
             self.status = FAIL
 
+    def add_unbuilt(self, dtype: str) -> None:
+        """A case that could not even be generated: nothing was checked, so it fails."""
+        self.cases += 1
+        self.failed += 1
+        self.worst = self.per_dtype[dtype] = math.inf
+        self.status = FAIL
+
 
 @dataclasses.dataclass
 class Row:
@@ -102,6 +109,8 @@ class Matrix:
     seed: int
     full: bool
     elapsed_s: float = 0.0
+    timings: dict[str, float] = dataclasses.field(default_factory=dict)
+    """Seconds each framework took (adapter construction included), in its own process under ``jobs > 1``."""
 
     @property
     def passed(self) -> bool:
@@ -121,25 +130,46 @@ class Matrix:
 # ----------------------------------------------------------------------------- running
 
 
-def _cases(adapter: Adapter, variant: Variant, seed: int, full: bool) -> Iterator[Case]:
+class _Unbuilt(NamedTuple):
+    """A case the generator could not make (cases.make_case raised): reported as a failure."""
+
+    id: str
+    dtype: str
+    error: str
+
+
+def _make(case_id: str, dtype: str, build: Callable[[], Iterable[Case]]) -> Iterator[Case | _Unbuilt]:
+    try:
+        cases = list(build())
+    except Exception as e:
+        yield _Unbuilt(case_id, dtype, exception_line(e))
+    else:
+        yield from cases
+
+
+def _cases(adapter: Adapter, variant: Variant, seed: int, full: bool) -> Iterator[Case | _Unbuilt]:
     """The default grid for one variant: adapter dtypes x modes x data formats (+ edge cases when ``full``)."""
     cfg = variant.build(CHANNELS)
     formats = [f for f in DATA_FORMATS if f in adapter.data_formats]
+
+    def one(dtype: str, training: bool, fmt: str) -> list[Case]:
+        return [make_case(cfg, seed=seed, dtype=dtype, training=training, data_format=fmt, name=variant.name)]
+
+    def edges(dtype: str, training: bool) -> list[Case]:
+        found = edge_cases(cfg, seed=seed, dtype=dtype, training=training, data_format=formats[0])
+        return [dataclasses.replace(c, name=f"{variant.name}.{c.name}") for c in found]
+
     for dtype in adapter.dtypes:
         for training in MODES:
-            for data_format in formats:
-                yield make_case(
-                    cfg, seed=seed, dtype=dtype, training=training, data_format=data_format, name=variant.name
-                )
+            for fmt in formats:
+                layout = "nchw" if fmt == "channels_first" else "nhwc"
+                case_id = f"{variant.id}-{dtype}-{'train' if training else 'eval'}-{layout}"
+                yield from _make(case_id, dtype, functools.partial(one, dtype, training, fmt))
     if full:  # edge cases as the port tests run them: gradient dtypes, the adapter's first layout
         for dtype in adapter.grad_dtypes:
             for training in MODES:
-                for case in edge_cases(cfg, seed=seed, dtype=dtype, training=training, data_format=formats[0]):
-                    yield dataclasses.replace(case, name=f"{variant.name}.{case.name}")
-
-
-def _last_line(e: BaseException) -> str:
-    return traceback.format_exception_only(type(e), e)[-1].strip()
+                case_id = f"{variant.id}-edge-cases-{dtype}-{'train' if training else 'eval'}"
+                yield from _make(case_id, dtype, functools.partial(edges, dtype, training))
 
 
 def _check(adapter: Adapter, case: Case) -> CaseReport:
@@ -147,7 +177,7 @@ def _check(adapter: Adapter, case: Case) -> CaseReport:
     try:
         return check_case(adapter, case)
     except Exception as e:
-        return CaseReport(case, adapter.name, [], _last_line(e))
+        return CaseReport(case, adapter.name, [], exception_line(e))
 
 
 def _non_vacuity(adapter: Adapter, variant: Variant, seed: int) -> str:
@@ -158,7 +188,7 @@ def _non_vacuity(adapter: Adapter, variant: Variant, seed: int) -> str:
     try:
         uncaught = check_non_vacuity(adapter, case)
     except Exception as e:
-        return f"raised {_last_line(e)}"
+        return f"raised {exception_line(e)}"
     return "ok" if not uncaught else "not caught: " + ", ".join(uncaught)
 
 
@@ -176,6 +206,13 @@ class _Progress:
                 pass
             else:
                 self.bar = tqdm(total=total, file=self.stream, unit="case", dynamic_ncols=True, leave=False)
+
+    def grow(self, n: int) -> None:
+        """``n`` more steps to come (each framework announces its cases once its adapter is built)."""
+        self.total += n
+        if self.bar is not None:
+            self.bar.total = self.total
+            self.bar.refresh()
 
     def step(self, what: str) -> None:
         self.n += 1
@@ -196,6 +233,145 @@ class _Progress:
             self.stream.flush()
 
 
+@dataclasses.dataclass
+class _Column:
+    """One framework's results: a cell per variant, its non-vacuity verdicts and its failure messages."""
+
+    name: str
+    status: str
+    cells: list[Cell]
+    non_vacuity: dict[str, str] | None
+    failures: list[str]
+    elapsed_s: float
+
+
+def _chosen(modules: Sequence[str], full: bool) -> list[Variant]:
+    return sorted(variants(tuple(modules), full=full), key=lambda v: MODULES.index(v.module))  # stable: by module
+
+
+def _run_framework(
+    name: str,
+    chosen: list[Variant],
+    seed: int,
+    full: bool,
+    build: Callable[[str], Adapter],
+    grow: Callable[[int], None],
+    step: Callable[[str], None],
+) -> _Column:
+    """Build the adapter, run every case of ``chosen`` and the non-vacuity checks; ``grow``/``step`` drive progress."""
+    start = time.perf_counter()
+    try:
+        adapter = build(name)
+    except Exception as e:
+        failure = f"{name}: the adapter could not be built: {exception_line(e)}"
+        return _Column(name, ERROR, [Cell(ERROR, math.inf) for _ in chosen], None, [failure], 0.0)
+    first_of_module: dict[str, Variant] = {}  # module -> its first variant: the non-vacuity case
+    for v in chosen:
+        first_of_module.setdefault(v.module, v)
+    plan = [list(_cases(adapter, v, seed, full)) for v in chosen]
+    grow(sum(len(cases) for cases in plan) + len(first_of_module))
+    failures: list[str] = []
+    cells = []
+    for cases in plan:
+        cell = Cell(PASS)
+        for case in cases:
+            if isinstance(case, _Unbuilt):
+                cell.add_unbuilt(case.dtype)
+                failures.append(f"{name} {case.id}: the case could not be generated: {case.error}")
+            else:
+                report = _check(adapter, case)
+                cell.add(report)
+                failures += report.failures()
+            step(f"{name} {case.id}")
+        cells.append(cell)
+    non_vacuity = {}
+    for module, variant in first_of_module.items():
+        verdict = non_vacuity[module] = _non_vacuity(adapter, variant, seed)
+        if verdict != "ok":
+            failures.append(f"{name} non-vacuity {variant.id}: {verdict}")
+        step(f"{name} non-vacuity {module}")
+    status = FAIL if failures else PASS
+    return _Column(name, status, cells, non_vacuity, failures, time.perf_counter() - start)
+
+
+COST = {"numpy": 0.0, "torch": 1.0, "keras": 2.0, "flax.linen": 4.0, "flax.nnx": 4.0}
+"""Rough relative run time of each framework's default grid on CPU, used only to balance the worker
+processes of ``jobs > 1``. JAX compiles every op on first use, and that cost is paid once per process."""
+
+
+def _groups(names: Sequence[str], jobs: int) -> list[list[str]]:
+    """Split ``names`` into at most ``jobs`` groups of similar cost.
+
+    Frameworks built on the same packages (both Flax APIs) stay in one process, where they share
+    the framework's import and compilation caches; units go largest first onto the lightest group.
+    """
+    units: dict[tuple[str, ...], list[str]] = {}
+    for n in names:
+        units.setdefault(ADAPTERS[n][2] or (n,), []).append(n)
+    bins: list[list[str]] = [[] for _ in range(max(1, min(jobs, len(units))))]
+    load = [0.0] * len(bins)
+    for unit in sorted(units.values(), key=lambda u: -sum(COST.get(n, 1.0) for n in u)):
+        i = load.index(min(load))
+        bins[i] += unit
+        load[i] += sum(COST.get(n, 1.0) for n in unit)
+    return [[n for n in names if n in b] for b in bins if b]
+
+
+_QUEUE: Any = None
+
+
+def _worker_init(queue: Any) -> None:
+    global _QUEUE
+    _QUEUE = queue
+
+
+def _worker(names: list[str], modules: Sequence[str], seed: int, full: bool) -> list[_Column]:
+    """Run ``names`` in a worker process; progress goes to the parent through the queue."""
+    chosen = _chosen(modules, full)
+    return [
+        _run_framework(
+            n, chosen, seed, full, get_adapter, lambda k: _QUEUE.put(("grow", k)), lambda w: _QUEUE.put(("step", w))
+        )
+        for n in names
+    ]
+
+
+def _run_parallel(
+    groups: list[list[str]], modules: Sequence[str], seed: int, full: bool, bar: _Progress
+) -> dict[str, _Column]:
+    import concurrent.futures
+    import multiprocessing
+    import queue as queue_module
+
+    ctx = multiprocessing.get_context("spawn")  # never fork a process that may hold framework threads
+    q = ctx.Queue()
+
+    def pump(timeout: float) -> bool:
+        try:
+            kind, value = q.get(timeout=timeout)
+        except queue_module.Empty:
+            return False
+        bar.grow(value) if kind == "grow" else bar.step(value)
+        return True
+
+    columns: dict[str, _Column] = {}
+    with concurrent.futures.ProcessPoolExecutor(len(groups), ctx, _worker_init, (q,)) as pool:
+        futures = [pool.submit(_worker, g, tuple(modules), seed, full) for g in groups]
+        while not all(f.done() for f in futures):
+            pump(0.2)
+        for group, f in zip(groups, futures, strict=True):
+            try:
+                columns |= {c.name: c for c in f.result()}
+            except Exception as e:  # the worker died (a framework crashed the interpreter): report, do not crash
+                for n in group:
+                    failure = f"{n}: the worker process running {', '.join(group)} failed: {exception_line(e)}"
+                    cells = [Cell(ERROR, math.inf) for _ in _chosen(modules, full)]
+                    columns[n] = _Column(n, ERROR, cells, None, [failure], 0.0)
+    while pump(0.05):  # the workers have exited, so whatever they queued has been flushed
+        pass
+    return columns
+
+
 def run_matrix(
     frameworks: Sequence[str] | None = None,
     *,
@@ -203,69 +379,49 @@ def run_matrix(
     full: bool = False,
     seed: int = 0,
     progress: bool = True,
+    jobs: int = 1,
     adapter_factory: Callable[[str], Adapter] | None = None,
 ) -> Matrix:
     """Check ``frameworks`` (default: all) on the presets of ``modules`` (plus knobs and edge cases when ``full``).
 
     A framework that is not installed gets ``not installed`` cells and is never imported; one
     whose adapter raises on construction gets ``error`` cells and a failure message.
-    ``adapter_factory`` (default :func:`conformance.get_adapter`) builds an adapter from its name.
+    With ``jobs > 1`` the frameworks are split over that many worker processes (each imports
+    only its own frameworks); ``adapter_factory`` (default :func:`conformance.get_adapter`)
+    builds an adapter from its name, in this process only.
     """
-    build = adapter_factory or get_adapter
     start = time.perf_counter()
     names = list(ADAPTERS) if frameworks is None else list(frameworks)
     for n in names:
         if n not in ADAPTERS:
             raise ValueError(f"Unknown framework {n!r}. Expected one of {', '.join(map(repr, ADAPTERS))}")
-    chosen = sorted(variants(tuple(modules), full=full), key=lambda v: MODULES.index(v.module))  # stable
-    rows = [Row(v.module, v.name, {}) for v in chosen]
-    status: dict[str, str] = {}
-    failures: list[str] = []
-    adapters: dict[str, Adapter] = {}
-    for name in names:
-        if not is_installed(name):
-            status[name] = NOT_INSTALLED
-            continue
-        try:
-            adapters[name] = build(name)
-        except Exception as e:
-            status[name] = ERROR
-            failures.append(f"{name}: the adapter could not be built: {_last_line(e)}")
-            continue
-        status[name] = PASS
-    for name in names:
-        if name not in adapters:
-            for row in rows:
-                row.cells[name] = Cell(status[name], math.inf if status[name] == ERROR else 0.0)
-
-    first_of_module: dict[str, Variant] = {}  # module -> its first variant: the non-vacuity case
-    for v in chosen:
-        first_of_module.setdefault(v.module, v)
-    plan = {name: [list(_cases(a, v, seed, full)) for v in chosen] for name, a in adapters.items()}
-    bar = _Progress(sum(len(c) for cs in plan.values() for c in cs) + len(first_of_module) * len(adapters), progress)
-    non_vacuity: dict[str, dict[str, str]] = {}
+    chosen = _chosen(modules, full)
+    installed = [n for n in names if is_installed(n)]
+    bar = _Progress(0, progress)
     try:
-        for name, adapter in adapters.items():
-            for cases, row in zip(plan[name], rows, strict=True):
-                cell = row.cells[name] = Cell(PASS)
-                for case in cases:
-                    report = _check(adapter, case)
-                    cell.add(report)
-                    failures += report.failures()
-                    bar.step(f"{name} {case.id}")
-            non_vacuity[name] = {}
-            for module, variant in first_of_module.items():
-                verdict = non_vacuity[name][module] = _non_vacuity(adapter, variant, seed)
-                if verdict != "ok":
-                    failures.append(f"{name} non-vacuity {variant.id}: {verdict}")
-                bar.step(f"{name} non-vacuity {module}")
-            if any(r.cells[name].status != PASS for r in rows) or any(v != "ok" for v in non_vacuity[name].values()):
-                status[name] = FAIL
+        groups = _groups(installed, jobs)
+        if len(groups) > 1 and adapter_factory is None:
+            columns = _run_parallel(groups, modules, seed, full, bar)
+        else:
+            build = adapter_factory or get_adapter
+            columns = {n: _run_framework(n, chosen, seed, full, build, bar.grow, bar.step) for n in installed}
     finally:
         bar.close()
-    for row in rows:
-        row.cells = {name: row.cells[name] for name in names}
-    return Matrix(names, rows, non_vacuity, failures, status, seed, full, time.perf_counter() - start)
+    for n in names:
+        if n not in columns:
+            columns[n] = _Column(n, NOT_INSTALLED, [Cell(NOT_INSTALLED) for _ in chosen], None, [], 0.0)
+    rows = [Row(v.module, v.name, {n: columns[n].cells[i] for n in names}) for i, v in enumerate(chosen)]
+    return Matrix(
+        frameworks=names,
+        rows=rows,
+        non_vacuity={n: c.non_vacuity for n, c in columns.items() if c.non_vacuity is not None},
+        failures=[f for n in names for f in columns[n].failures],
+        status={n: columns[n].status for n in names},
+        seed=seed,
+        full=full,
+        elapsed_s=time.perf_counter() - start,
+        timings={n: round(columns[n].elapsed_s, 3) for n in names},
+    )
 
 
 # ----------------------------------------------------------------------------- rendering
@@ -363,7 +519,10 @@ def matrix_dict(m: Matrix) -> dict[str, Any]:
         "passed": m.passed,
         "cases": m.cases,
         "elapsed_s": round(m.elapsed_s, 3),
-        "frameworks": {f: {"status": m.status[f], "non_vacuity": m.non_vacuity.get(f)} for f in m.frameworks},
+        "frameworks": {
+            f: {"status": m.status[f], "non_vacuity": m.non_vacuity.get(f), "elapsed_s": m.timings.get(f)}
+            for f in m.frameworks
+        },
         "rows": [
             {
                 "module": r.module,

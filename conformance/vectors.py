@@ -30,7 +30,7 @@ import reference_numpy as ref
 from .adapters.base import Adapter, Outputs
 from .cases import Case, make_case
 from .grid import CHANNELS, DATA_FORMATS, MODES, MODULES, variants
-from .runner import CaseReport, compare_outputs, reference_outputs
+from .runner import CaseReport, compare_outputs, exception_line, reference_outputs
 
 __all__ = [
     "FORMAT",
@@ -225,7 +225,7 @@ def check_vectors(directory: str | os.PathLike[str], adapter: Adapter) -> list[C
                 dtype=case.dtype,
             )
         except Exception as e:
-            reports.append(CaseReport(case, adapter.name, [], f"{type(e).__name__}: {e}".splitlines()[0]))
+            reports.append(CaseReport(case, adapter.name, [], exception_line(e)))
             continue
         reports.append(CaseReport(case, adapter.name, compare_outputs(got, expected, case.dtype, case.seed)))
     return reports

@@ -17,12 +17,23 @@ import numpy as np
 import pytest
 
 import conformance.report
-from conformance import ADAPTERS, Outputs
+from conformance import ADAPTERS, Outputs, get_adapter
 from conformance.__main__ import main
 from conformance.adapters.numpy_ref import NumpyAdapter
-from conformance.report import MAX_FAILURE_LINES, render_json, render_markdown, render_text, run_matrix
+from conformance.report import (
+    MAX_FAILURE_LINES,
+    _chosen,
+    _groups,
+    _Progress,
+    _run_framework,
+    _run_parallel,
+    render_json,
+    render_markdown,
+    render_text,
+    run_matrix,
+)
 
-QUIET = ["--no-progress"]
+QUIET = ["--no-progress", "--jobs", "1"]  # in-process: the test adapters below exist only in this process
 
 
 class PerturbedAdapter(NumpyAdapter):
@@ -121,7 +132,8 @@ def test_json_matrix(capsys: pytest.CaptureFixture[str]) -> None:
     ]
     cell = doc["rows"][0]["cells"]["numpy"]
     assert cell == {"status": "pass", "worst": 0.0, "per_dtype": {"float64": 0.0}, "cases": 4, "failed": 0}
-    assert doc["frameworks"] == {"numpy": {"status": "pass", "non_vacuity": {"eca": "ok"}}}
+    assert doc["frameworks"]["numpy"]["status"] == "pass"
+    assert doc["frameworks"]["numpy"]["non_vacuity"] == {"eca": "ok"}
     assert doc["cases"] == 12 and doc["failures"] == []
 
 
@@ -136,7 +148,7 @@ def test_full_adds_knobs_and_edge_cases(capsys: pytest.CaptureFixture[str]) -> N
 
 
 def test_progress_goes_to_stderr(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["--frameworks", "numpy", "--modules", "eca", "--format", "json"]) == 0
+    assert main(["--frameworks", "numpy", "--modules", "eca", "--format", "json", "--jobs", "1"]) == 0
     captured = capsys.readouterr()
     assert json.loads(captured.out)["passed"] is True  # stdout is pure JSON although a bar was drawn
     assert captured.err
@@ -144,7 +156,7 @@ def test_progress_goes_to_stderr(capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_progress_without_tqdm(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setitem(sys.modules, "tqdm", None)  # makes `from tqdm import tqdm` raise ImportError
-    assert main(["--frameworks", "numpy", "--modules", "eca"]) == 0
+    assert main(["--frameworks", "numpy", "--modules", "eca", "--jobs", "1"]) == 0
     err = capsys.readouterr().err
     assert "[13/13]" in err  # 12 cases + 1 non-vacuity check
 
@@ -154,6 +166,25 @@ def test_renderers_agree() -> None:
     assert m.passed and m.cases == 12
     assert "se/torchvision" in render_text(m) and "se/torchvision" in render_markdown(m)
     assert json.loads(render_json(m))["rows"][2]["variant"] == "torchvision"
+
+
+def test_worker_groups_keep_a_framework_family_together() -> None:
+    everything = list(ADAPTERS)
+    assert _groups(everything, 1) == [everything]
+    assert _groups(everything, 2) == [["flax.linen", "flax.nnx"], ["numpy", "torch", "keras"]]
+    assert _groups(["flax.nnx", "flax.linen"], 2) == [["flax.nnx", "flax.linen"]]
+    assert _groups([], 2) == []
+
+
+def test_worker_process_matches_in_process_run() -> None:
+    """The ``jobs > 1`` path: a spawned worker runs the framework and streams its progress back."""
+    chosen = _chosen(("eca",), False)
+    bar = _Progress(0, enabled=False)
+    (worker,) = _run_parallel([["numpy"]], ("eca",), 3, False, bar).values()
+    here = _run_framework("numpy", chosen, 3, False, get_adapter, lambda n: None, lambda what: None)
+    assert bar.total == bar.n == 3 * 4 + 1  # every case and the non-vacuity check reported back
+    assert (worker.status, worker.cells, worker.non_vacuity) == (here.status, here.cells, here.non_vacuity)
+    assert worker.status == "pass" and [c.cases for c in worker.cells] == [4, 4, 4]
 
 
 # ----------------------------------------------------------------------------- failures
