@@ -374,3 +374,41 @@ def test_running_statistics_follow_the_spec_over_several_steps():
     ours = torch_impl.to_canonical(module)
     for k in ("spatial.bn.running_mean", "spatial.bn.running_var"):
         assert compare(k, ours[k], params[k], "float64").ok
+
+
+# ----------------------------------------------------------------------------- other paths through the Functions
+
+
+@pytest.mark.parametrize("variant", PRESET_VARIANTS)
+def test_parameter_gradients_without_an_input_gradient(variant: Variant):
+    """A first layer's input needs no gradient: the Functions skip dx and still give every parameter's."""
+    case = make_case(variant.build(CHANNELS), seed=12, training=True)
+    module = _loaded(case).train()
+    y = module(torch.from_numpy(case.x))
+    y.backward(torch.from_numpy(case.dy))
+    grads = {k: v.grad.numpy().reshape(param_layout(case.cfg)[k].shape) for k, v in module.named_parameters()}
+    want = reference_outputs(case)
+    bad = [c.message for k, g in want.grads.items() if not (c := compare(k, grads[k], g, "float64")).ok]
+    assert not bad, "\n".join(bad)
+
+
+@pytest.mark.parametrize("variant", PRESET_VARIANTS)
+def test_no_grad_forward_is_the_same_and_leaves_the_input_alone(variant: Variant):
+    case = make_case(variant.build(CHANNELS), seed=13)
+    module = _loaded(case).eval()
+    x = torch.from_numpy(case.x.copy())
+    with torch.no_grad():
+        y = module(x)
+    assert torch.equal(y, module(x).detach())
+    assert np.array_equal(x.numpy(), case.x)
+
+
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
+@pytest.mark.parametrize("module", MODULES)
+def test_half_types_backward_runs(module, dtype):
+    """Half types are checked forward only (SPEC.md section 9); their backward must still run and stay finite."""
+    m = CLASSES[module](CHANNELS, dtype=DTYPES[dtype]).train()
+    x = torch.randn(3, CHANNELS, 6, 5, dtype=DTYPES[dtype], requires_grad=True)
+    m(x).backward(torch.randn_like(x))
+    assert x.grad.dtype == DTYPES[dtype] and torch.isfinite(x.grad).all()
+    assert all(p.grad.dtype == DTYPES[dtype] and torch.isfinite(p.grad).all() for p in m.parameters())

@@ -31,7 +31,19 @@ import torch.nn.functional as F
 from torch import nn
 from torch.autograd.function import once_differentiable
 
-__all__ = ["ACTIVATIONS", "GATES", "POOLS", "ChannelMLP", "channel_attention", "mlp", "mlp_layers", "pool", "scale"]
+__all__ = [
+    "ACTIVATIONS",
+    "GATES",
+    "POOLS",
+    "ChannelMLP",
+    "channel_attention",
+    "channel_gate",
+    "mlp",
+    "mlp_layers",
+    "pool",
+    "scale",
+    "scale_and_pool",
+]
 
 Tensor = torch.Tensor
 
@@ -76,14 +88,26 @@ def _accumulator(x: Tensor) -> torch.dtype | None:
 
 
 # ----------------------------------------------------------------------------- pools
-# Each pool: forward(x, dims) keeps the pooled dims (size 1); grad_(dx, x, y, dy, dims) ADDS its gradient into dx.
+# Each pool: forward(x, dims) keeps the pooled dims (size 1); grad_(dx, x, y, dy, dims, scratch) ADDS its gradient
+# into dx, using `scratch` (a tensor like x whose contents do not matter) where it needs a temporary of x's size.
+
+
+def _into(buffer: Tensor | None, op: Callable[..., Tensor], *args: Tensor) -> Tensor:
+    """``op(*args)`` written over ``buffer`` (a tensor of the result's size that is no longer needed).
+
+    Eager mode saves an allocation of x's size this way; under torch.compile the compiler plans
+    memory itself (and Dynamo rejects a non-contiguous ``out=``), so it gets the plain result.
+    """
+    if buffer is None or torch.compiler.is_compiling():
+        return op(*args).to(args[0].dtype)
+    return op(*args, out=buffer)
 
 
 def _mean(x: Tensor, dims: tuple[int, ...]) -> Tensor:
     return x.mean(dims, keepdim=True, dtype=_accumulator(x)).to(x.dtype)
 
 
-def _mean_grad_(dx: Tensor, x: Tensor, y: Tensor, dy: Tensor, dims: tuple[int, ...]) -> None:
+def _mean_grad_(dx: Tensor, x: Tensor, y: Tensor, dy: Tensor, dims: tuple[int, ...], scratch: Tensor | None) -> None:
     dx.add_(dy / math.prod([x.shape[d] for d in dims]))
 
 
@@ -91,9 +115,9 @@ def _max(x: Tensor, dims: tuple[int, ...]) -> Tensor:
     return x.amax(dims, keepdim=True)  # amax propagates NaN
 
 
-def _max_grad_(dx: Tensor, x: Tensor, y: Tensor, dy: Tensor, dims: tuple[int, ...]) -> None:
-    hit = (x == y).to(dx.dtype)  # ties share the gradient evenly
-    dx.addcmul_(hit, dy / hit.sum(dims, keepdim=True, dtype=_accumulator(hit)).to(dx.dtype))
+def _max_grad_(dx: Tensor, x: Tensor, y: Tensor, dy: Tensor, dims: tuple[int, ...], scratch: Tensor | None) -> None:
+    hit = _into(scratch, torch.eq, x, y)  # 1.0 at every maximum: ties share the gradient evenly
+    dx.addcmul_(hit, (dy / hit.sum(dims, keepdim=True, dtype=_accumulator(hit))).to(dx.dtype))
 
 
 def _lse(x: Tensor, dims: tuple[int, ...]) -> Tensor:
@@ -102,15 +126,15 @@ def _lse(x: Tensor, dims: tuple[int, ...]) -> Tensor:
     return (m + (x32 - m).exp().sum(dims, keepdim=True).log()).to(x.dtype)  # SPEC's formula, infinities included
 
 
-def _lse_grad_(dx: Tensor, x: Tensor, y: Tensor, dy: Tensor, dims: tuple[int, ...]) -> None:
-    dx.addcmul_((x - y).exp(), dy)  # softmax weights
+def _lse_grad_(dx: Tensor, x: Tensor, y: Tensor, dy: Tensor, dims: tuple[int, ...], scratch: Tensor | None) -> None:
+    dx.addcmul_(_into(scratch, torch.sub, x, y).exp_(), dy)  # softmax weights
 
 
 def _lp(x: Tensor, dims: tuple[int, ...]) -> Tensor:
     return torch.linalg.vector_norm(x, 2, dims, keepdim=True, dtype=_accumulator(x)).to(x.dtype)
 
 
-def _lp_grad_(dx: Tensor, x: Tensor, y: Tensor, dy: Tensor, dims: tuple[int, ...]) -> None:
+def _lp_grad_(dx: Tensor, x: Tensor, y: Tensor, dy: Tensor, dims: tuple[int, ...], scratch: Tensor | None) -> None:
     dx.addcmul_(x, torch.where(y == 0, 0.0, dy / y))  # an all-zero window has gradient 0
 
 
@@ -121,17 +145,44 @@ POOLS: dict[str, tuple[Callable[..., Tensor], Callable[..., None]]] = {
     "lse": (_lse, _lse_grad_),
     "lp": (_lp, _lp_grad_),
 }
+_NEED_SCRATCH = ("max", "lse")
 
 
-def _writable(t: Tensor) -> bool:
-    """Whether ``t`` is dense without overlap (not an expanded view), so that adding into it in place is safe."""
-    return t.is_contiguous() or t.is_contiguous(memory_format=torch.channels_last)
+def _pools(x: Tensor, kinds: tuple[str, ...], dims: tuple[int, ...]) -> Tensor:
+    return torch.cat([POOLS[k][0](x, dims) for k in kinds], dim=dims[0])
+
+
+def _pool_grads_(
+    dx: Tensor, x: Tensor, y: Tensor, dy: Tensor, kinds: tuple[str, ...], dims: tuple[int, ...], scratch: Tensor | None
+) -> None:
+    """Add into ``dx`` the gradients of the pools ``y = _pools(x, kinds, dims)`` for their cotangent ``dy``."""
+    if scratch is None and any(k in _NEED_SCRATCH for k in kinds):
+        scratch = torch.empty_like(x)
+    for k, yk, dyk in zip(kinds, y.split(1, dims[0]), dy.split(1, dims[0]), strict=True):
+        POOLS[k][1](dx, x, yk, dyk, dims, scratch)
+
+
+def _owned(dx: Tensor) -> Tensor:
+    """``dx`` if adding into it in place is safe (dense, not an expanded view), else a copy.
+
+    The gradients these Functions receive come from this module's own backward (``scale``), so
+    the copy only happens when something else consumed the pass-through.
+    """
+    if dx.is_contiguous() or dx.is_contiguous(memory_format=torch.channels_last):
+        return dx
+    return dx.clone(memory_format=torch.contiguous_format)
+
+
+def _sum_to(t: Tensor, like: Tensor) -> Tensor:
+    """``t`` summed over the dims where ``like`` has size 1, in float32 for half types, in ``like``'s dtype."""
+    dims = [i for i, n in enumerate(like.shape) if n == 1]
+    return t.sum(dims, keepdim=True, dtype=_accumulator(t)).to(like.dtype)
 
 
 class _Pool(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: Tensor, kinds: tuple[str, ...], dims: tuple[int, ...]) -> tuple[Tensor, Tensor]:  # type: ignore[override]
-        y = torch.cat([POOLS[k][0](x, dims) for k in kinds], dim=dims[0])
+        y = _pools(x, kinds, dims)
         ctx.kinds, ctx.dims = kinds, dims
         ctx.save_for_backward(x, y)
         return y, x.view_as(x)
@@ -140,10 +191,8 @@ class _Pool(torch.autograd.Function):
     @once_differentiable
     def backward(ctx, dy: Tensor, dx: Tensor) -> tuple[Tensor, None, None]:  # type: ignore[override]
         x, y = ctx.saved_tensors
-        if not _writable(dx):  # only when something other than `scale` consumed the pass-through
-            dx = dx.clone(memory_format=torch.contiguous_format)
-        for k, yk, dyk in zip(ctx.kinds, y.split(1, ctx.dims[0]), dy.split(1, ctx.dims[0]), strict=True):
-            POOLS[k][1](dx, x, yk, dyk, ctx.dims)
+        dx = _owned(dx)
+        _pool_grads_(dx, x, y, dy, ctx.kinds, ctx.dims, None)
         return dx, None, None
 
 
@@ -155,17 +204,6 @@ def pool(x: Tensor, kinds: Sequence[str], dims: tuple[int, ...]) -> tuple[Tensor
     (``dims=(1,)``) it is ``(N, P, H, W)``.
     """
     return _Pool.apply(x, tuple(kinds), dims)
-
-
-def _mul_into(buffer: Tensor, a: Tensor, b: Tensor) -> Tensor:
-    """``a * b`` written over ``buffer``, a tensor of the result's size that is no longer needed.
-
-    Eager mode saves an allocation of x's size this way; under torch.compile the compiler plans
-    memory itself (and Dynamo rejects a non-contiguous ``out=``), so it gets the plain product.
-    """
-    if torch.compiler.is_compiling():
-        return a * b
-    return torch.mul(a, b, out=buffer)
 
 
 class _Scale(torch.autograd.Function):
@@ -181,16 +219,49 @@ class _Scale(torch.autograd.Function):
         dx = ds = None
         if ctx.needs_input_grad[1]:
             dx = dy * x  # the buffer first holds dy * x for ds, then becomes dx
-            dims = [i for i, n in enumerate(s.shape) if n == 1]
-            ds = dx.sum(dims, keepdim=True, dtype=_accumulator(dx)).to(s.dtype)
+            ds = _sum_to(dx, s)
         if ctx.needs_input_grad[0]:
-            dx = dy * s if dx is None else _mul_into(dx, dy, s)
+            dx = _into(dx, torch.mul, dy, s)
         return dx, ds
 
 
-def scale(x: Tensor, s: Tensor) -> Tensor:
-    """``x * s`` for ``s`` of shape ``(N, C, 1, 1)`` or ``(N, 1, H, W)``; one buffer of x's size in backward."""
+def scale(x: Tensor, s: Tensor, *, temporary: bool = False) -> Tensor:
+    """``x * s`` for ``s`` of shape ``(N, C, 1, 1)`` or ``(N, 1, H, W)``; one tensor of x's size in backward.
+
+    With ``temporary=True`` (``x`` is an intermediate nobody else holds) and no gradient to
+    record, ``x`` is multiplied in place: inference allocates nothing more.
+    """
+    if temporary and not (x.requires_grad or s.requires_grad):
+        return x.mul_(s)
     return _Scale.apply(x, s)
+
+
+class _ScalePool(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: Tensor, g: Tensor, kinds: tuple[str, ...]) -> tuple[Tensor, Tensor]:  # type: ignore[override]
+        x1 = x * g
+        d = _pools(x1, kinds, (1,))
+        ctx.kinds = kinds
+        ctx.save_for_backward(x, g, x1, d)
+        return d, x1
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, dd: Tensor, dx1: Tensor) -> tuple[Tensor | None, Tensor | None, None]:  # type: ignore[override]
+        x, g, x1, d = ctx.saved_tensors
+        dx1 = _owned(dx1)
+        scratch = torch.empty_like(x)
+        _pool_grads_(dx1, x1, d, dd, ctx.kinds, (1,), scratch)
+        dg = _sum_to(_into(scratch, torch.mul, dx1, x), g) if ctx.needs_input_grad[1] else None
+        return (dx1.mul_(g) if ctx.needs_input_grad[0] else None), dg, None
+
+
+def scale_and_pool(x: Tensor, g: Tensor, kinds: Sequence[str]) -> tuple[Tensor, Tensor]:
+    """``x1 = x * g`` (``g`` of shape ``(N, C, 1, 1)``) and the pools of ``x1`` over channels, ``(N, P, H, W)``.
+
+    Returns ``(pools, x1)``. The backward reuses the gradient arriving for ``x1`` as x's gradient.
+    """
+    return _ScalePool.apply(x, g, tuple(kinds))
 
 
 # ----------------------------------------------------------------------------- channel attention
@@ -232,8 +303,18 @@ class ChannelMLP(nn.Module):
         return mlp(z, self.fc1, self.fc2, self.act)
 
 
-def channel_attention(x: Tensor, kinds: Sequence[str], logits: Callable[[Tensor], Tensor], gate: str) -> Tensor:
-    """``x * gate(logits(z))`` with ``z`` the pools of ``x`` over H, W as ``(N, P, C)``; ``logits`` gives ``(N, C)``."""
+def channel_gate(
+    x: Tensor, kinds: Sequence[str], logits: Callable[[Tensor], Tensor], gate: str
+) -> tuple[Tensor, Tensor]:
+    """``gate(logits(z))`` as ``(N, C, 1, 1)``, ``z`` the pools of ``x`` over H, W as ``(N, P, C)``; and x passed through.
+
+    ``logits`` maps ``(N, P, C)`` to ``(N, C)``; use the returned x downstream (see :func:`pool`).
+    """
     z, x = pool(x, kinds, (2, 3))
-    g = GATES[gate](logits(z[..., 0].transpose(1, 2)))
-    return scale(x, g[..., None, None])
+    return GATES[gate](logits(z[..., 0].transpose(1, 2)))[..., None, None], x
+
+
+def channel_attention(x: Tensor, kinds: Sequence[str], logits: Callable[[Tensor], Tensor], gate: str) -> Tensor:
+    """``x * gate(logits(z))``: SE, ECA, and CBAM without its spatial branch."""
+    g, x = channel_gate(x, kinds, logits, gate)
+    return scale(x, g)

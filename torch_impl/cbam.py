@@ -10,7 +10,7 @@ from torch import nn
 from reference_numpy import CBAMConfig
 
 from ._base import AttentionModule, _register
-from ._ops import GATES, ChannelMLP, channel_attention, pool, scale
+from ._ops import GATES, ChannelMLP, channel_attention, channel_gate, scale, scale_and_pool
 
 __all__ = ["CBAM", "SpatialGate"]
 
@@ -103,8 +103,8 @@ class CBAM(AttentionModule):
 
     def _attend(self, x: torch.Tensor) -> torch.Tensor:
         cfg = self.config
-        x1 = channel_attention(x, cfg.pool_types, self.channel, cfg.gate)
         if self.spatial is None:
-            return x1
-        d, x1 = pool(x1, cfg.spatial_pool_order, (1,))
-        return scale(x1, GATES[cfg.gate](self.spatial(d)))
+            return channel_attention(x, cfg.pool_types, self.channel, cfg.gate)
+        g, x = channel_gate(x, cfg.pool_types, self.channel, cfg.gate)
+        d, x1 = scale_and_pool(x, g, cfg.spatial_pool_order)
+        return scale(x1, GATES[cfg.gate](self.spatial(d)), temporary=True)
