@@ -110,7 +110,9 @@ class Matrix:
     full: bool
     elapsed_s: float = 0.0
     timings: dict[str, float] = dataclasses.field(default_factory=dict)
-    """Seconds each framework took (adapter construction included), in its own process under ``jobs > 1``."""
+    """Wall seconds each framework took (adapter construction included), in its own process under ``jobs > 1``."""
+    cpu: dict[str, float] = dataclasses.field(default_factory=dict)
+    """CPU seconds (all threads of the process running it) each framework took."""
 
     @property
     def passed(self) -> bool:
@@ -208,7 +210,7 @@ class _Progress:
                 self.bar = tqdm(total=total, file=self.stream, unit="case", dynamic_ncols=True, leave=False)
 
     def grow(self, n: int) -> None:
-        """``n`` more steps to come (each framework announces its cases once its adapter is built)."""
+        """``n`` more (or, negative, fewer) steps to come than announced so far."""
         self.total += n
         if self.bar is not None:
             self.bar.total = self.total
@@ -243,6 +245,7 @@ class _Column:
     non_vacuity: dict[str, str] | None
     failures: list[str]
     elapsed_s: float
+    cpu_s: float = 0.0
 
 
 def _chosen(modules: Sequence[str], full: bool) -> list[Variant]:
@@ -259,7 +262,7 @@ def _run_framework(
     step: Callable[[str], None],
 ) -> _Column:
     """Build the adapter, run every case of ``chosen`` and the non-vacuity checks; ``grow``/``step`` drive progress."""
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     try:
         adapter = build(name)
     except Exception as e:
@@ -291,7 +294,7 @@ def _run_framework(
             failures.append(f"{name} non-vacuity {variant.id}: {verdict}")
         step(f"{name} non-vacuity {module}")
     status = FAIL if failures else PASS
-    return _Column(name, status, cells, non_vacuity, failures, time.perf_counter() - start)
+    return _Column(name, status, cells, non_vacuity, failures, time.perf_counter() - start, time.process_time() - cpu)
 
 
 COST = {"numpy": 0.0, "torch": 1.0, "keras": 2.0, "flax.linen": 4.0, "flax.nnx": 4.0}
@@ -330,14 +333,25 @@ def _worker(names: list[str], modules: Sequence[str], seed: int, full: bool) -> 
     chosen = _chosen(modules, full)
     return [
         _run_framework(
-            n, chosen, seed, full, get_adapter, lambda k: _QUEUE.put(("grow", k)), lambda w: _QUEUE.put(("step", w))
+            n,
+            chosen,
+            seed,
+            full,
+            get_adapter,
+            functools.partial(lambda name, k: _QUEUE.put(("grow", (name, k))), n),
+            lambda what: _QUEUE.put(("step", what)),
         )
         for n in names
     ]
 
 
 def _run_parallel(
-    groups: list[list[str]], modules: Sequence[str], seed: int, full: bool, bar: _Progress
+    groups: list[list[str]],
+    modules: Sequence[str],
+    seed: int,
+    full: bool,
+    bar: _Progress,
+    announce: Callable[[str, int], None],
 ) -> dict[str, _Column]:
     import concurrent.futures
     import multiprocessing
@@ -351,7 +365,7 @@ def _run_parallel(
             kind, value = q.get(timeout=timeout)
         except queue_module.Empty:
             return False
-        bar.grow(value) if kind == "grow" else bar.step(value)
+        announce(*value) if kind == "grow" else bar.step(value)
         return True
 
     columns: dict[str, _Column] = {}
@@ -397,14 +411,24 @@ def run_matrix(
             raise ValueError(f"Unknown framework {n!r}. Expected one of {', '.join(map(repr, ADAPTERS))}")
     chosen = _chosen(modules, full)
     installed = [n for n in names if is_installed(n)]
-    bar = _Progress(0, progress)
+    # every port runs 4 dtypes x 2 modes x 2 formats (+ edge cases); each framework corrects this once built
+    guess = len(chosen) * (len(MODES) * len(DATA_FORMATS) * 4 + (len(MODES) * 2 * 6 if full else 0))
+    guess += len({v.module for v in chosen})
+    bar = _Progress(guess * len(installed), progress)
+
+    def announce(name: str, n: int) -> None:
+        bar.grow(n - guess)
+
     try:
         groups = _groups(installed, jobs)
         if len(groups) > 1 and adapter_factory is None:
-            columns = _run_parallel(groups, modules, seed, full, bar)
+            columns = _run_parallel(groups, modules, seed, full, bar, announce)
         else:
             build = adapter_factory or get_adapter
-            columns = {n: _run_framework(n, chosen, seed, full, build, bar.grow, bar.step) for n in installed}
+            columns = {
+                n: _run_framework(n, chosen, seed, full, build, functools.partial(announce, n), bar.step)
+                for n in installed
+            }
     finally:
         bar.close()
     for n in names:
@@ -421,6 +445,7 @@ def run_matrix(
         full=full,
         elapsed_s=time.perf_counter() - start,
         timings={n: round(columns[n].elapsed_s, 3) for n in names},
+        cpu={n: round(columns[n].cpu_s, 3) for n in names},
     )
 
 
@@ -520,7 +545,12 @@ def matrix_dict(m: Matrix) -> dict[str, Any]:
         "cases": m.cases,
         "elapsed_s": round(m.elapsed_s, 3),
         "frameworks": {
-            f: {"status": m.status[f], "non_vacuity": m.non_vacuity.get(f), "elapsed_s": m.timings.get(f)}
+            f: {
+                "status": m.status[f],
+                "non_vacuity": m.non_vacuity.get(f),
+                "elapsed_s": m.timings.get(f),
+                "cpu_s": m.cpu.get(f),
+            }
             for f in m.frameworks
         },
         "rows": [

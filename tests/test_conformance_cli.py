@@ -180,7 +180,7 @@ def test_worker_process_matches_in_process_run() -> None:
     """The ``jobs > 1`` path: a spawned worker runs the framework and streams its progress back."""
     chosen = _chosen(("eca",), False)
     bar = _Progress(0, enabled=False)
-    (worker,) = _run_parallel([["numpy"]], ("eca",), 3, False, bar).values()
+    (worker,) = _run_parallel([["numpy"]], ("eca",), 3, False, bar, lambda name, n: bar.grow(n)).values()
     here = _run_framework("numpy", chosen, 3, False, get_adapter, lambda n: None, lambda what: None)
     assert bar.total == bar.n == 3 * 4 + 1  # every case and the non-vacuity check reported back
     assert (worker.status, worker.cells, worker.non_vacuity) == (here.status, here.cells, here.non_vacuity)
