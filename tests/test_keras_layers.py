@@ -195,6 +195,7 @@ def test_frozen_layer_runs_its_batch_norm_in_inference_mode() -> None:
     ("module", "knobs"),
     [
         pytest.param("cbam", {"pool_types": ("max",)}, id="cbam-max"),
+        pytest.param("cbam", {}, id="cbam-avg-max"),
         pytest.param("cbam", {"pool_types": ("avg", "lse")}, id="cbam-avg-lse"),
         pytest.param("se", {}, id="se"),
     ],

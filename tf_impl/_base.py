@@ -14,7 +14,7 @@ from keras import ops
 from reference_numpy import Config, InitSpec, framework_layout, from_framework, make_config, param_init, to_framework
 from reference_numpy.config import DATA_FORMATS, _check_choice
 
-from ._ops import POOLS, accumulation_dtype
+from ._ops import POOLS, Layout, accumulation_dtype, gate
 
 # The keyword arguments keras.layers.Layer takes (name, dtype, trainable, ...); every other
 # keyword is a knob of the spec config, so an unknown one is rejected by make_config.
@@ -66,10 +66,7 @@ class AttentionLayer(keras.layers.Layer):
         self._spec = config
         self.data_format = keras.config.image_data_format() if data_format is None else data_format
         _check_choice("data_format", self.data_format, DATA_FORMATS)
-        channels_last = self.data_format == "channels_last"
-        self._channel_axis = 3 if channels_last else 1
-        self._spatial_axes = (1, 2) if channels_last else (2, 3)
-        self._gate_shape = (-1, 1, 1, channels) if channels_last else (-1, channels, 1, 1)
+        self._layout = Layout(channels_last=self.data_format == "channels_last")
 
     @property
     def config(self) -> Config:
@@ -135,14 +132,17 @@ class AttentionLayer(keras.layers.Layer):
         """Returns (y, new values of non-trainable weights by Keras key)."""
         raise NotImplementedError
 
-    def pool(self, kind: str, x: Any, over: str = "space") -> Any:
-        """A pool of SPEC.md section 2 over ``space`` (H, W) -> (N, C) or ``channels`` -> (N, H, W)."""
-        axes = self._spatial_axes if over == "space" else (self._channel_axis,)
-        return POOLS[kind](x, axes, accumulation_dtype(self.compute_dtype))
+    def pool(self, kind: str, x: Any, over: str = "space", *, keep_nan: bool = True) -> Any:
+        """A pool of SPEC.md section 2 over ``space`` (H, W) -> (N, C) or ``channels`` -> (N, H, W).
 
-    def apply_gate(self, x: Any, gate: Any) -> Any:
-        """``x * gate`` for a per-channel gate of shape (N, C), in x's dtype."""
-        return x * ops.cast(ops.reshape(gate, self._gate_shape), x.dtype)
+        ``keep_nan=False`` lets a max pool drop NaN where the backend's max does (XLA), for a
+        caller whose other pools of the same windows carry the NaN to the output anyway.
+        """
+        return POOLS[kind](x, over, self._layout, accumulation_dtype(self.compute_dtype), keep_nan)
+
+    def gate(self, x: Any, g: Any, over: str = "space") -> Any:
+        """``x * g`` in x's dtype, g holding one value per window: per channel (over space) or per position."""
+        return gate(x, g, over, self._layout)
 
 
 def from_config(cfg: Config, **layer_kwargs: Any) -> AttentionLayer:

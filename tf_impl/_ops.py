@@ -3,13 +3,19 @@
 Reductions take an accumulation dtype (float32 for half inputs, SPEC.md section 1); the
 gradients are the backends' own, which follow the spec's rules (max splits ties evenly,
 relu and the hard gates have zero slope at their kinks).
+
+On TensorFlow, XLA's CPU code for a reduction over H, W whose input is a fused elementwise
+product (``sum(dy * x)``, the gradient of every gate) runs 5-7x slower than an elementwise
+pass, while a matrix product with a ones vector reads the same product at memory speed. So
+there, sums over space or channels are matrix products, with custom gradients where the
+automatic ones would reintroduce such reductions. Other backends use the plain reductions.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import keras
 import numpy as np
@@ -19,13 +25,117 @@ from reference_numpy.ops import pad_index
 
 HALF_DTYPES = ("float16", "bfloat16")
 
-# TensorFlow's XLA lowering of reduce_max drops NaN (eager TF, JAX and PyTorch keep it).
-_MAX_DROPS_NAN = keras.backend.backend() == "tensorflow"
+_TF = keras.backend.backend() == "tensorflow"
+# TensorFlow's XLA lowering of reduce_max drops NaN (eager TF, JAX and PyTorch keep it), and
+# reductions of fused products are slow on its CPU backend (see the module docstring).
+_MAX_DROPS_NAN = _MATMUL_SUMS = _TF
 
 
 def accumulation_dtype(compute_dtype: str) -> str:
     """The dtype reductions and the small gate paths run in: float32 for half types, else the compute dtype."""
     return "float32" if compute_dtype in HALF_DTYPES else compute_dtype
+
+
+class Layout(NamedTuple):
+    """Where the channels of a 4-D tensor are; ``over`` is ``"space"`` (H, W) or ``"channels"`` (C)."""
+
+    channels_last: bool
+
+    def axes(self, over: str) -> tuple[int, ...]:
+        if over == "space":
+            return (1, 2) if self.channels_last else (2, 3)
+        return (3,) if self.channels_last else (1,)
+
+    def expand(self, r: Any, over: str) -> Any:
+        """A reduction's result ((N, C) over space, (N, H, W) over channels) with its axes back as size 1."""
+        for axis in self.axes(over):
+            r = ops.expand_dims(r, axis)
+        return r
+
+    def size(self, t: Any, over: str) -> Any:
+        """How many values each window of ``over`` holds."""
+        return math.prod(ops.shape(t)[a] for a in self.axes(over))
+
+    def matmul_sum(self, t: Any, over: str) -> Any:
+        """``sum(t, over)`` as a product with a ones vector (t already in the accumulation dtype)."""
+        shape = ops.shape(t)
+        if self.channels_last:
+            n, h, w, c = shape
+            if over == "space":
+                # ones of shape (N, 1, HW), not a broadcast (1, HW): XLA turns a broadcasting dot into a slow loop
+                return ops.matmul(ops.ones((n, 1, h * w), t.dtype), ops.reshape(t, (n, h * w, c)))[:, 0, :]
+            return ops.reshape(ops.matmul(ops.reshape(t, (-1, c)), ops.ones((c, 1), t.dtype)), (n, h, w))
+        n, c, h, w = shape
+        if over == "space":
+            return ops.reshape(ops.matmul(ops.reshape(t, (-1, h * w)), ops.ones((h * w, 1), t.dtype)), (n, c))
+        return ops.reshape(ops.matmul(ops.ones((1, c), t.dtype), ops.reshape(t, (n, c, h * w))), (n, h, w))
+
+
+def _upstream(args: tuple[Any, ...], upstream: Any) -> Any:
+    # keras.ops.custom_gradient passes the cotangent positionally on TF/JAX, by keyword on PyTorch.
+    return args[0] if upstream is None else upstream
+
+
+def reduce_sum(t: Any, over: str, layout: Layout) -> Any:
+    """``sum(t)`` over space -> (N, C) or over channels -> (N, H, W), in t's dtype."""
+    if not _MATMUL_SUMS:
+        return ops.sum(t, axis=layout.axes(over))
+
+    @ops.custom_gradient
+    def f(t: Any) -> tuple[Any, Callable[..., Any]]:
+        def grad(*args: Any, upstream: Any = None) -> Any:
+            return ops.broadcast_to(layout.expand(_upstream(args, upstream), over), ops.shape(t))
+
+        return layout.matmul_sum(t, over), grad
+
+    return f(t)
+
+
+def reduce_max(t: Any, over: str, layout: Layout, *, keep_nan: bool) -> Any:
+    """``max(t)`` over space or channels, in t's dtype; ties share the gradient evenly.
+
+    ``keep_nan`` restores NaN where the backend's max drops it; a caller may skip that when
+    another reduction of the same windows already carries the NaN into its output.
+    """
+    axes = layout.axes(over)
+    m = ops.max(t, axis=axes)
+    if keep_nan and _MAX_DROPS_NAN:
+        m = ops.where(ops.any(ops.isnan(t), axis=axes), ops.cast(np.nan, m.dtype), m)
+    if not _MATMUL_SUMS:
+        return m
+
+    @ops.custom_gradient
+    def f(t: Any) -> tuple[Any, Callable[..., Any]]:
+        def grad(*args: Any, upstream: Any = None) -> Any:
+            acc = accumulation_dtype(keras.backend.standardize_dtype(t.dtype))
+            hit = ops.cast(ops.equal(t, layout.expand(m, over)), acc)
+            share = ops.cast(_upstream(args, upstream), acc) / layout.matmul_sum(hit, over)
+            return ops.cast(hit * layout.expand(share, over), t.dtype)
+
+        return m, grad
+
+    return f(t)
+
+
+def gate(x: Any, g: Any, over: str, layout: Layout) -> Any:
+    """``x * g`` with ``g`` one value per window of ``over`` ((N, C) per channel, (N, H, W) per position).
+
+    The product is in x's dtype; g's gradient (a sum over the windows) is in g's dtype.
+    """
+    if not _MATMUL_SUMS:
+        return x * ops.cast(layout.expand(g, over), x.dtype)
+
+    @ops.custom_gradient
+    def f(x: Any, g: Any) -> tuple[Any, Callable[..., Any]]:
+        gb = ops.cast(layout.expand(g, over), x.dtype)
+
+        def grad(*args: Any, upstream: Any = None) -> tuple[Any, Any]:
+            dy = _upstream(args, upstream)
+            return dy * gb, layout.matmul_sum(ops.cast(dy, g.dtype) * ops.cast(x, g.dtype), over)
+
+        return x * gb, grad
+
+    return f(x, g)
 
 
 # ----------------------------------------------------------------------------- activations and gates
@@ -50,33 +160,30 @@ ACTS: dict[str, Callable[[Any], Any]] = {
 GATES: dict[str, Callable[[Any], Any]] = {"sigmoid": ops.sigmoid, "hard_sigmoid": _hard_sigmoid}
 
 # ----------------------------------------------------------------------------- pools
-# pool(x, axes, acc) -> the pooled axes removed, in dtype ``acc``.
+# pool(x, over, layout, acc, keep_nan) -> the pooled axes removed, in dtype ``acc``.
 
 
-def _mean(x: Any, axes: Sequence[int], acc: str) -> Any:
-    return ops.mean(ops.cast(x, acc), axis=axes)
+def _mean(x: Any, over: str, layout: Layout, acc: str, keep_nan: bool) -> Any:
+    return reduce_sum(ops.cast(x, acc), over, layout) / ops.cast(layout.size(x, over), acc)
 
 
-def _max(x: Any, axes: Sequence[int], acc: str) -> Any:
-    m = ops.cast(ops.max(x, axis=axes), acc)
-    if _MAX_DROPS_NAN:
-        m = ops.where(ops.any(ops.isnan(x), axis=axes), ops.cast(np.nan, acc), m)
-    return m
+def _max(x: Any, over: str, layout: Layout, acc: str, keep_nan: bool) -> Any:
+    return ops.cast(reduce_max(x, over, layout, keep_nan=keep_nan), acc)
 
 
-def _lse(x: Any, axes: Sequence[int], acc: str) -> Any:
+def _lse(x: Any, over: str, layout: Layout, acc: str, keep_nan: bool) -> Any:
     x = ops.cast(x, acc)
-    m = ops.stop_gradient(ops.max(x, axis=axes, keepdims=True))  # a shift: the gradient is the softmax either way
-    return ops.squeeze(m, axis=axes) + ops.log(ops.sum(ops.exp(x - m), axis=axes))
+    m = ops.stop_gradient(ops.max(x, axis=layout.axes(over)))  # a shift: the gradient is the softmax either way
+    return m + ops.log(reduce_sum(ops.exp(x - layout.expand(m, over)), over, layout))
 
 
-def _lp(x: Any, axes: Sequence[int], acc: str) -> Any:
-    s = ops.sum(ops.square(ops.cast(x, acc)), axis=axes)
+def _lp(x: Any, over: str, layout: Layout, acc: str, keep_nan: bool) -> Any:
+    s = reduce_sum(ops.square(ops.cast(x, acc)), over, layout)
     nonzero = s > 0  # an all-zero window has value and gradient 0, not NaN
     return ops.where(nonzero, ops.sqrt(ops.where(nonzero, s, 1.0)), 0.0)
 
 
-POOLS: dict[str, Callable[[Any, Sequence[int], str], Any]] = {
+POOLS: dict[str, Callable[[Any, str, Layout, str, bool], Any]] = {
     "avg": _mean,
     "mean": _mean,
     "max": _max,

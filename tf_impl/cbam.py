@@ -63,18 +63,17 @@ class CBAM(AttentionLayer):
 
     def attend(self, x: Any, p: dict[str, Any], training: bool) -> tuple[Any, dict[str, Any]]:
         c = self.config
-        a = ops.sum(mlp(ops.stack([self.pool(t, x) for t in c.pool_types]), p, "channel.", c.act), axis=0)
-        x1 = self.apply_gate(x, GATES[c.gate](a))
+        # XLA's max drops NaN; another pool of the same windows carries it to the output, so
+        # only a max-only channel gate needs the (slow) explicit check. The spatial pools always include a mean.
+        pooled = [self.pool(t, x, keep_nan=c.pool_types == ("max",)) for t in c.pool_types]
+        x1 = self.gate(x, GATES[c.gate](ops.sum(mlp(ops.stack(pooled), p, "channel.", c.act), axis=0)))
         if not c.spatial:
             return x1, {}
-        d = ops.stack([self.pool(q, x1, over="channels") for q in c.spatial_pool_order], axis=-1)  # (N, H, W, 2)
-        z = ops.conv(d, p["spatial.conv.kernel"], padding="same", data_format="channels_last")
+        d = [self.pool(q, x1, over="channels", keep_nan=False) for q in c.spatial_pool_order]
+        z = ops.conv(ops.stack(d, axis=-1), p["spatial.conv.kernel"], padding="same", data_format="channels_last")
         if c.spatial_bias:
             z = z + p["spatial.conv.bias"]
         new_state: dict[str, Any] = {}
         if c.spatial_norm:
             z, new_state = batch_norm(z, p, "spatial.bn.", eps=c.bn_eps, momentum=c.bn_momentum, training=training)
-        s = ops.cast(GATES[c.gate](z), x1.dtype)  # (N, H, W, 1)
-        if self.data_format == "channels_first":
-            s = ops.transpose(s, (0, 3, 1, 2))
-        return x1 * s, new_state
+        return self.gate(x1, GATES[c.gate](z[..., 0]), over="channels"), new_state

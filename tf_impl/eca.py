@@ -48,4 +48,4 @@ class ECA(AttentionLayer):
         u = channel_conv1d(self.pool("avg", x), p["conv.kernel"], self.config.padding)
         if self.config.bias:
             u = u + p["conv.bias"]
-        return self.apply_gate(x, GATES[self.config.gate](u)), {}
+        return self.gate(x, GATES[self.config.gate](u)), {}

@@ -46,4 +46,4 @@ class SqueezeExcite(AttentionLayer):
 
     def attend(self, x: Any, p: dict[str, Any], training: bool) -> tuple[Any, dict[str, Any]]:
         s = GATES[self.config.gate](mlp(self.pool("avg", x), p, "", self.config.act))
-        return self.apply_gate(x, s), {}
+        return self.gate(x, s), {}
