@@ -184,10 +184,10 @@ def _check(adapter: Adapter, case: Case) -> CaseReport:
 
 def _non_vacuity(adapter: Adapter, variant: Variant, seed: int) -> str:
     dtype = NON_VACUITY_DTYPE if NON_VACUITY_DTYPE in adapter.dtypes else adapter.dtypes[0]
-    case = make_case(
-        variant.build(CHANNELS), seed=seed, dtype=dtype, training=True, data_format=adapter.data_formats[0]
-    )
     try:
+        case = make_case(
+            variant.build(CHANNELS), seed=seed, dtype=dtype, training=True, data_format=adapter.data_formats[0]
+        )
         uncaught = check_non_vacuity(adapter, case)
     except Exception as e:
         return f"raised {exception_line(e)}"
