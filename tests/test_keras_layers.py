@@ -213,3 +213,21 @@ def test_nan_propagates_through_every_pool(module: str, knobs: dict, jit: bool) 
     expected = _reference_y(layer, x)
     assert np.isnan(expected[1]).all() and not np.isnan(expected[0]).any()  # the case can fail
     assert compare("y", y, expected, "float32").ok
+
+
+@pytest.mark.parametrize("data_format", ["channels_last", "channels_first"])
+def test_max_pool_ties_share_the_gradient(data_format: str) -> None:
+    """SPEC section 2: on ties a max pool's gradient is split evenly, over space and over channels."""
+    from conformance import Case, check_case, get_adapter
+
+    cfg = ref.CBAMConfig(channels=C, pool_types=("max",), spatial_kernel_size=3)
+    rng = np.random.default_rng(4)
+    x = rng.integers(-2, 3, size=(2, C, 5, 4)).astype(np.float64)  # small integers: most windows hold ties
+    for axes in ((2, 3), (1,)):  # the case can fail: tied maxima over space and over channels
+        assert ((x == x.max(axis=axes, keepdims=True)).sum(axis=axes) > 1).any()
+    x = x if data_format == "channels_first" else x.transpose(0, 2, 3, 1)
+    case = Case(
+        "ties", cfg, x, ref.init_params(cfg, seed=4), rng.normal(size=x.shape), False, data_format, "float64", 4
+    )
+    report = check_case(get_adapter("keras"), case)
+    assert report.passed, "\n".join(report.failures())
