@@ -1,0 +1,245 @@
+"""The math of SE, CBAM and ECA on JAX arrays, shared by the Linen and the NNX modules.
+
+Pure functions of (config, weights, running statistics, input). Weights and statistics come
+as flat mappings keyed by their path in the spec's Flax layout, without the collection:
+``"channel.fc1.kernel"``, ``"spatial.bn.scale"`` (weights), ``"spatial.bn.mean"`` (statistics).
+Both data formats are computed in place (reductions and the convolution take the layout's
+axes), so channels_first input is never transposed.
+
+Precision: the computation dtype is ``dtype`` (default: the input's). For float16 and
+bfloat16 the attention branch (pools, MLP, convolutions, batch norm) accumulates in float32
+from weights rounded to the computation dtype; the gates are rounded back before they scale
+the input, and the output has the input's dtype.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Mapping
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from reference_numpy import CBAMConfig, Config, ECAConfig, SEConfig
+
+Array = jax.Array
+Weights = Mapping[str, Array]
+
+_HIGHEST = lax.Precision.HIGHEST  # no reduced-precision matmuls (TF32) on accelerators
+
+
+@jax.custom_jvp
+def sigmoid(x: Array) -> Array:
+    """``jax.nn.sigmoid`` with the derivative ``sigmoid(x) * sigmoid(-x)``.
+
+    JAX differentiates the logistic as ``s * (1 - s)``, which loses every digit once ``s``
+    rounds to 1 (|x| > ~17 in float32); the saturated gates of large inputs need the exact form.
+    """
+    return jax.nn.sigmoid(x)
+
+
+@sigmoid.defjvp
+def _sigmoid_jvp(primals: tuple[Array], tangents: tuple[Array]) -> tuple[Array, Array]:
+    (x,), (t,) = primals, tangents
+    s = sigmoid(x)
+    return s, t * (s * jax.nn.sigmoid(-x))
+
+
+ACTS: dict[str, Callable[[Array], Array]] = {
+    "relu": jax.nn.relu,  # gradient 0 at 0
+    "relu6": jax.nn.relu6,
+    "silu": lambda x: x * sigmoid(x),
+    "gelu": functools.partial(jax.nn.gelu, approximate=False),
+    "hard_swish": jax.nn.hard_swish,  # x * relu6(x + 3) / 6
+}
+
+
+GATES: dict[str, Callable[[Array], Array]] = {
+    "sigmoid": sigmoid,
+    "hard_sigmoid": jax.nn.hard_sigmoid,  # relu6(x + 3) / 6, gradient 0 at +-3
+}
+
+
+class Ctx(NamedTuple):
+    """Where the axes are and which dtypes to compute and accumulate in."""
+
+    channel: int  # axis of C
+    space: tuple[int, int]  # axes of H, W
+    conv: tuple[str, str, str]  # lax dimension numbers of the spatial convolution
+    dtype: Any  # computation dtype
+    acc: Any  # accumulation dtype: float32 for half types, else ``dtype``
+
+    def weight(self, w: Array) -> Array:
+        """A weight rounded to the computation dtype, held in the accumulation dtype."""
+        return jnp.asarray(w).astype(self.dtype).astype(self.acc)
+
+    def expand(self, s: Array) -> Array:
+        """(N, C) -> broadcastable against the input, in the computation dtype."""
+        return jnp.expand_dims(s.astype(self.dtype), self.space)
+
+
+def make_ctx(data_format: str, dtype: Any) -> Ctx:
+    dtype = jnp.dtype(dtype)
+    acc = jnp.dtype(jnp.float32) if dtype.itemsize < 4 else dtype
+    if data_format == "channels_first":
+        return Ctx(1, (2, 3), ("NCHW", "HWIO", "NCHW"), dtype, acc)
+    return Ctx(3, (1, 2), ("NHWC", "HWIO", "NHWC"), dtype, acc)
+
+
+# ----------------------------------------------------------------------------- pools
+
+
+def _lp(x: Array, axis: Any) -> Array:
+    s = jnp.sum(x * x, axis=axis)
+    nonzero = s > 0  # sqrt has no gradient at 0: an all-zero window gives value and gradient 0
+    return jnp.where(nonzero, jnp.sqrt(jnp.where(nonzero, s, 1)), 0)
+
+
+# pools over H, W: (x, ctx) -> (N, C) in the accumulation dtype; jnp.max propagates NaN and
+# splits the gradient evenly among tied maxima, as SPEC.md asks
+SPACE_POOLS: dict[str, Callable[[Array, Ctx], Array]] = {
+    "avg": lambda x, c: jnp.mean(x, axis=c.space, dtype=c.acc),
+    "max": lambda x, c: jnp.max(x, axis=c.space).astype(c.acc),
+    "lse": lambda x, c: jax.nn.logsumexp(x.astype(c.acc), axis=c.space),
+    "lp": lambda x, c: _lp(x.astype(c.acc), c.space),
+}
+# pools over C (CBAM's spatial descriptors): (x, ctx) -> one channel, kept, accumulation dtype
+CHANNEL_POOLS: dict[str, Callable[[Array, Ctx], Array]] = {
+    "mean": lambda x, c: jnp.mean(x, axis=c.channel, keepdims=True, dtype=c.acc),
+    "max": lambda x, c: jnp.max(x, axis=c.channel, keepdims=True).astype(c.acc),
+}
+
+# ----------------------------------------------------------------------------- layers
+
+
+def dense(v: Array, w: Weights, prefix: str, ctx: Ctx) -> Array:
+    """``v @ kernel + bias`` (kernel ``(in, out)``; the bias is optional)."""
+    out = jnp.matmul(v, ctx.weight(w[f"{prefix}.kernel"]), precision=_HIGHEST)
+    bias = w.get(f"{prefix}.bias")
+    return out if bias is None else out + ctx.weight(bias)
+
+
+def mlp(z: Array, w: Weights, prefix: str, act: str, ctx: Ctx) -> Array:
+    """``fc2(act(fc1(z)))`` on a stack of descriptors (P, N, C), summed over the stack."""
+    return dense(ACTS[act](dense(z, w, f"{prefix}fc1", ctx)), w, f"{prefix}fc2", ctx).sum(axis=0)
+
+
+def channel_conv(z: Array, kernel: Array, padding: str, ctx: Ctx) -> Array:
+    """ECA's correlation over channels: (N, C) with a ``(k, 1, 1)`` kernel, 'same' size."""
+    pad = kernel.shape[0] // 2
+    z = z[:, :, None]  # channels as the length of a one-feature signal
+    if padding == "circular":
+        z, pads = jnp.pad(z, ((0, 0), (pad, pad), (0, 0)), mode="wrap"), [(0, 0)]
+    else:
+        pads = [(pad, pad)]
+    out = lax.conv_general_dilated(
+        z, ctx.weight(kernel), (1,), pads, dimension_numbers=("NWC", "WIO", "NWC"), precision=_HIGHEST
+    )
+    return out[:, :, 0]
+
+
+def spatial_conv(d: Array, kernel: Array, ctx: Ctx) -> Array:
+    """Stride-1 'same' cross-correlation with zero padding, HWIO kernel, in the input's layout."""
+    pad = kernel.shape[0] // 2
+    return lax.conv_general_dilated(
+        d, ctx.weight(kernel), (1, 1), [(pad, pad), (pad, pad)], dimension_numbers=ctx.conv, precision=_HIGHEST
+    )
+
+
+def batch_norm(
+    z: Array,
+    w: Weights,
+    stats: Weights,
+    prefix: str,
+    cfg: CBAMConfig,
+    ctx: Ctx,
+    *,
+    training: bool,
+    axis_name: str | None,
+) -> tuple[Array, dict[str, Array]]:
+    """One-channel batch norm (SPEC.md section 2). Returns (output, updated running statistics).
+
+    Train mode normalises with the batch mean and biased variance (two passes, so no
+    cancellation), averaged over ``axis_name`` when given; the running variance is updated
+    with the unbiased one, ``n`` counting every value on every device along ``axis_name``.
+    """
+    running_mean, running_var = stats[f"{prefix}.mean"], stats[f"{prefix}.var"]
+    new_stats: dict[str, Array] = {}
+    if training:
+        n = z.size
+        mean = jnp.mean(z)
+        if axis_name is not None:
+            mean, n = lax.pmean(mean, axis_name), n * lax.axis_size(axis_name)
+        var = jnp.mean(jnp.square(z - mean))
+        if axis_name is not None:
+            var = lax.pmean(var, axis_name)
+        m = cfg.bn_momentum
+        updated = {
+            "mean": (1 - m) * running_mean.astype(ctx.acc) + m * mean,
+            "var": (1 - m) * running_var.astype(ctx.acc) + m * var * (n / (n - 1)),
+        }
+        new_stats = {
+            f"{prefix}.{k}": lax.stop_gradient(v).astype(stats[f"{prefix}.{k}"].dtype) for k, v in updated.items()
+        }
+    else:
+        mean, var = running_mean.astype(ctx.acc), running_var.astype(ctx.acc)
+    inv_std = lax.rsqrt(var + cfg.bn_eps)
+    return (z - mean) * (inv_std * ctx.weight(w[f"{prefix}.scale"])) + ctx.weight(w[f"{prefix}.bias"]), new_stats
+
+
+# ----------------------------------------------------------------------------- modules
+# (cfg, weights, stats, x in the computation dtype, ctx, training, axis_name) -> (y, new stats)
+
+
+def se(cfg: SEConfig, w: Weights, stats: Weights, x: Array, ctx: Ctx, training: bool, axis_name: Any) -> Any:
+    z = SPACE_POOLS["avg"](x, ctx)[None]  # (1, N, C)
+    return x * ctx.expand(GATES[cfg.gate](mlp(z, w, "", cfg.act, ctx))), {}
+
+
+def eca(cfg: ECAConfig, w: Weights, stats: Weights, x: Array, ctx: Ctx, training: bool, axis_name: Any) -> Any:
+    u = channel_conv(SPACE_POOLS["avg"](x, ctx), w["conv.kernel"], cfg.padding, ctx)
+    if "conv.bias" in w:
+        u = u + ctx.weight(w["conv.bias"])
+    return x * ctx.expand(GATES[cfg.gate](u)), {}
+
+
+def cbam(cfg: CBAMConfig, w: Weights, stats: Weights, x: Array, ctx: Ctx, training: bool, axis_name: Any) -> Any:
+    z = jnp.stack([SPACE_POOLS[t](x, ctx) for t in cfg.pool_types])  # (P, N, C): one MLP for all pools
+    x1 = x * ctx.expand(GATES[cfg.gate](mlp(z, w, "channel.", cfg.act, ctx)))
+    if not cfg.spatial:
+        return x1, {}
+    d = jnp.concatenate([CHANNEL_POOLS[q](x1, ctx) for q in cfg.spatial_pool_order], axis=ctx.channel)
+    s = spatial_conv(d, w["spatial.conv.kernel"], ctx)
+    if "spatial.conv.bias" in w:
+        s = s + ctx.weight(w["spatial.conv.bias"])
+    new_stats: dict[str, Array] = {}
+    if cfg.spatial_norm:
+        s, new_stats = batch_norm(s, w, stats, "spatial.bn", cfg, ctx, training=training, axis_name=axis_name)
+    return x1 * GATES[cfg.gate](s).astype(ctx.dtype), new_stats
+
+
+_MODULES = {"se": se, "cbam": cbam, "eca": eca}
+
+
+def apply(
+    cfg: Config,
+    weights: Weights,
+    stats: Weights,
+    x: Any,
+    *,
+    training: bool,
+    data_format: str,
+    dtype: Any = None,
+    axis_name: str | None = None,
+) -> tuple[Array, dict[str, Array]]:
+    """Run the module ``cfg`` describes. Returns (y, updated running statistics or {}).
+
+    The input is checked by the spec (rank, channels, dtype, batch norm's n > 1 in train mode).
+    """
+    x = jnp.asarray(x)
+    cfg.validate_input(x.shape, x.dtype, data_format=data_format, training=training)
+    ctx = make_ctx(data_format, x.dtype if dtype is None else dtype)
+    y, new_stats = _MODULES[cfg.module](cfg, weights, stats, x.astype(ctx.dtype), ctx, training, axis_name)
+    return y.astype(x.dtype), new_stats

@@ -1,0 +1,28 @@
+"""SE, CBAM and ECA as Flax Linen modules, with the spec's knobs and the canonical weight layout.
+
+>>> from flax_impl import linen
+>>> from reference_numpy import CBAMConfig
+>>> linen.from_config(CBAMConfig(channels=64), data_format="channels_first").config.hidden
+4
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from reference_numpy import Config
+
+from ._base import Attention
+from .cbam import CBAM
+from .eca import ECA
+from .se import SqueezeExcite
+from .weights import from_canonical, to_canonical
+
+__all__ = ["CBAM", "ECA", "Attention", "SqueezeExcite", "from_canonical", "from_config", "to_canonical"]
+
+_CLASSES: dict[str, type[Attention]] = {"se": SqueezeExcite, "cbam": CBAM, "eca": ECA}
+
+
+def from_config(cfg: Config, **options: Any) -> Attention:
+    """The Linen module for a spec config; ``options`` are module fields (``data_format``, ``dtype``, ...)."""
+    return _CLASSES[cfg.module](config=cfg, **options)

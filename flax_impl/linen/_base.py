@@ -1,0 +1,117 @@
+"""What the three Linen modules share: declaring the spec's variables and running the shared math."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, ClassVar
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from reference_numpy import Config, make_config
+
+from .. import _ops
+from .._layout import PARAMS, Entry, entries, initializer, split
+
+
+class _Scope(nn.Module):
+    """One sub-module of the spec's Flax layout (``channel``, ``channel.fc1``, ...), declaring the variables below it."""
+
+    entries: tuple[Entry, ...]  # keys relative to this scope
+    param_dtype: Any
+
+    @nn.compact
+    def __call__(self) -> dict[str, Any]:
+        return _declare(self, self.entries, self.param_dtype)
+
+
+def _declare(module: nn.Module, items: tuple[Entry, ...], param_dtype: Any) -> dict[str, Any]:
+    """Declare ``items`` (keys relative to ``module``): leaves in ``module``, the rest in named sub-scopes.
+
+    Returns key -> the weight's value, or the Linen ``Variable`` of a running statistic.
+    """
+    out: dict[str, Any] = {}
+    children: dict[str, list[Entry]] = {}
+    for e in items:
+        head, _, rest = e.key.partition(".")
+        if rest:
+            children.setdefault(head, []).append(e._replace(key=rest))
+        elif e.collection == PARAMS:
+            out[head] = module.param(head, initializer(e.init), e.shape, param_dtype)
+        else:
+            out[head] = module.variable(e.collection, head, initializer(e.init), None, e.shape, param_dtype)
+    for head, sub in children.items():
+        out.update({f"{head}.{k}": v for k, v in _Scope(tuple(sub), param_dtype, name=head)().items()})
+    return out
+
+
+class Attention(nn.Module):
+    """Base of the Linen modules :class:`SqueezeExcite`, :class:`CBAM` and :class:`ECA`.
+
+    A module is one spec config plus how to compute it. Build one with
+    ``Module.create(channels, preset=None, **knobs, **fields)`` (the arguments every port's
+    constructor takes), ``Module(config=cfg)`` or ``flax_impl.linen.from_config(cfg)``.
+
+    Attributes:
+      config: the spec config (``reference_numpy.SEConfig`` / ``CBAMConfig`` / ``ECAConfig``),
+        which owns every knob, preset, derived size and input check.
+      data_format: ``"channels_last"`` (N, H, W, C; the default) or ``"channels_first"``.
+      dtype: the computation dtype; ``None`` computes in the input's dtype. The output always
+        has the input's dtype.
+      param_dtype: the dtype of the weights and running statistics.
+
+    Input shape:
+      ``(N, H, W, C)`` (``channels_last``) or ``(N, C, H, W)`` (``channels_first``).
+
+    Output shape:
+      The input's shape and dtype.
+    """
+
+    spec_module: ClassVar[str]
+    config: Config
+    data_format: str = "channels_last"
+    dtype: Any = None
+    param_dtype: Any = jnp.float32
+
+    def __post_init__(self) -> None:
+        if getattr(self.config, "module", None) != self.spec_module:
+            raise TypeError(
+                f"{type(self).__name__} expects a {self.spec_module.upper()} config. Received: config={self.config!r}"
+            )
+        super().__post_init__()
+
+    @classmethod
+    def create(cls, channels: int, *, preset: str | None = None, **kwargs: Any) -> Any:
+        """The module from ``channels``, a ``preset`` and knobs, as every port's constructor takes them.
+
+        Keyword arguments naming a field of the module (``data_format``, ``dtype``,
+        ``param_dtype``, ``name``, ...) set it; the others are the spec's knobs, checked by
+        ``reference_numpy.make_config`` (an unknown name is a ``TypeError``).
+        """
+        fields = {f.name for f in dataclasses.fields(cls)} - {"config"}
+        options = {k: kwargs.pop(k) for k in list(kwargs) if k in fields}
+        return cls(config=make_config(cls.spec_module, channels, preset=preset, **kwargs), **options)
+
+    def _run(self, x: jax.Array, training: bool, axis_name: str | None) -> jax.Array:
+        values = _declare(self, entries(self.config), self.param_dtype)
+        weights, stats = split(values, self.config)
+        y, new_stats = _ops.apply(
+            self.config,
+            weights,
+            {k: v.value for k, v in stats.items()},
+            x,
+            training=training,
+            data_format=self.data_format,
+            dtype=self.dtype,
+            axis_name=axis_name,
+        )
+        if not self.is_initializing():
+            for k, v in new_stats.items():
+                stats[k].value = v
+        return y
+
+    @nn.compact
+    def __call__(self, x: jax.Array, training: bool = False) -> jax.Array:
+        """``x`` scaled by the attention; ``training`` only matters to batch norm (CBAM)."""
+        return self._run(x, training, None)

@@ -1,0 +1,99 @@
+"""What the three NNX modules share: building the spec's variables and running the shared math."""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, ClassVar
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from reference_numpy import make_config
+
+from .. import _ops
+from .._layout import PARAMS, entries, initializer, split
+
+
+class Node(nnx.Module):
+    """A sub-module of the spec's Flax layout (``channel``, ``channel.fc1``, ``spatial.bn``, ...).
+
+    It only holds the variables below it, as attributes named like the Flax layout.
+    """
+
+
+class Attention(nnx.Module):
+    """Base of the NNX modules :class:`SqueezeExcite`, :class:`CBAM` and :class:`ECA`.
+
+    Builds the spec config, holds its variables (named as in the spec's Flax layout) and runs
+    the shared math.
+
+    Args:
+      channels: the number of input channels.
+      preset: a published implementation's configuration (SPEC.md section 6), applied
+        before the knobs.
+      data_format: ``"channels_last"`` (N, H, W, C; the default) or ``"channels_first"``.
+      dtype: the computation dtype; ``None`` computes in the input's dtype. The output always
+        has the input's dtype.
+      param_dtype: the dtype of the weights and running statistics.
+      rngs: the ``nnx.Rngs`` whose ``params`` stream initialises the weights.
+      **knobs: the spec's knobs, checked by ``reference_numpy.make_config`` (an unknown
+        name is a ``TypeError`` listing the known ones).
+
+    Input shape:
+      ``(N, H, W, C)`` (``channels_last``) or ``(N, C, H, W)`` (``channels_first``).
+
+    Output shape:
+      The input's shape and dtype.
+    """
+
+    spec_module: ClassVar[str]
+
+    def __init__(
+        self,
+        channels: int,
+        *,
+        preset: str | None = None,
+        data_format: str = "channels_last",
+        dtype: Any = None,
+        param_dtype: Any = jnp.float32,
+        rngs: nnx.Rngs,
+        **knobs: Any,
+    ) -> None:
+        self.config = make_config(self.spec_module, channels, preset=preset, **knobs)
+        self.data_format, self.dtype, self.param_dtype = data_format, dtype, param_dtype
+        for e in entries(self.config):
+            *path, leaf = e.key.split(".")
+            node: nnx.Module = self
+            for part in path:
+                if not hasattr(node, part):
+                    setattr(node, part, Node())
+                node = getattr(node, part)
+            kind = nnx.Param if e.collection == PARAMS else nnx.BatchStat
+            key = rngs.params() if e.init.dist == "uniform" else None
+            setattr(node, leaf, kind(initializer(e.init)(key, e.shape, param_dtype)))
+
+    def _variables(self) -> dict[str, nnx.Variable]:
+        """Key (its Flax path without the collection, e.g. ``"spatial.bn.mean"``) -> variable."""
+        return {e.key: functools.reduce(getattr, e.key.split("."), self) for e in entries(self.config)}
+
+    def _run(self, x: jax.Array, training: bool, axis_name: str | None) -> jax.Array:
+        variables = self._variables()
+        weights, stats = split({k: v.get_value() for k, v in variables.items()}, self.config)
+        y, new_stats = _ops.apply(
+            self.config,
+            weights,
+            stats,
+            x,
+            training=training,
+            data_format=self.data_format,
+            dtype=self.dtype,
+            axis_name=axis_name,
+        )
+        for k, v in new_stats.items():
+            variables[k].set_value(v)
+        return y
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        """``x`` scaled by the attention."""
+        return self._run(x, False, None)
