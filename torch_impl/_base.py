@@ -116,7 +116,7 @@ class AttentionModule(nn.Module):
             for f in dataclasses.fields(cfg)
             if f.name != "channels" and getattr(cfg, f.name) != getattr(defaults, f.name)
         ]
-        return ", ".join([str(cfg.channels), *changed])
+        return ", ".join([f"channels={cfg.channels}", *changed])
 
 
 # ----------------------------------------------------------------------------- config and canonical weights
