@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import inspect
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 import keras
 import numpy as np
@@ -41,11 +41,13 @@ class WeightGroup(keras.layers.Layer):
         self.built = True
 
 
-LAYERS: dict[str, type[AttentionLayer]] = {}
+ConfigT = TypeVar("ConfigT", bound=Config)
+
+LAYERS: dict[str, type[AttentionLayer[Any]]] = {}
 """Module name (``se``, ``cbam``, ``eca``) -> layer class."""
 
 
-class AttentionLayer(keras.layers.Layer):
+class AttentionLayer(keras.layers.Layer, Generic[ConfigT]):
     """A layer computing the module ``module`` of the spec from a :mod:`reference_numpy` config.
 
     Subclasses implement ``attend(x, p, training)`` with ``p`` the weights by their Keras flat
@@ -63,13 +65,13 @@ class AttentionLayer(keras.layers.Layer):
         layer_kwargs = {k: kwargs.pop(k) for k in list(kwargs) if k in _LAYER_KWARGS}
         config = make_config(self.module, channels, preset=preset, **kwargs)
         super().__init__(**layer_kwargs)
-        self._spec = config
+        self._spec: ConfigT = config  # type: ignore[assignment]  # make_config(self.module, ...) is a ConfigT
         self.data_format = keras.config.image_data_format() if data_format is None else data_format
         _check_choice("data_format", self.data_format, DATA_FORMATS)
         self._layout = Layout(channels_last=self.data_format == "channels_last")
 
     @property
-    def config(self) -> Config:
+    def config(self) -> ConfigT:
         """The spec config (presets resolved, derived sizes such as ``config.hidden`` included)."""
         return self._spec
 
@@ -145,7 +147,7 @@ class AttentionLayer(keras.layers.Layer):
         return gate(x, g, over, self._layout)
 
 
-def from_config(cfg: Config, **layer_kwargs: Any) -> AttentionLayer:
+def from_config(cfg: Config, **layer_kwargs: Any) -> AttentionLayer[Any]:
     """The layer computing spec config ``cfg``; ``layer_kwargs`` are ``data_format`` and Keras's (name, dtype, ...)."""
     knobs = {k: v for k, v in cfg.to_dict().items() if k != "module"}
     return LAYERS[cfg.module](**knobs, **layer_kwargs)
@@ -156,7 +158,7 @@ def to_numpy(t: Any) -> np.ndarray:
     return t.numpy() if keras.backend.backend() == "tensorflow" else ops.convert_to_numpy(t)
 
 
-def _check_layer(layer: Any) -> AttentionLayer:
+def _check_layer(layer: Any) -> AttentionLayer[Any]:
     if not isinstance(layer, AttentionLayer):
         raise TypeError(
             f"Expected an attnspec Keras layer (SqueezeExcite, CBAM or ECA). Received: {type(layer).__name__}"
@@ -164,13 +166,13 @@ def _check_layer(layer: Any) -> AttentionLayer:
     return layer
 
 
-def to_canonical(layer: AttentionLayer) -> dict[str, np.ndarray]:
+def to_canonical(layer: AttentionLayer[Any]) -> dict[str, np.ndarray]:
     """The built layer's weights (BN statistics included) as canonical name -> array, in the variables' dtype."""
     tensors = {k: to_numpy(v.value) for k, v in _check_layer(layer).keras_weights.items()}
     return from_framework(layer.config, tensors, "keras")
 
 
-def load_canonical(layer: AttentionLayer, params: Mapping[str, Any]) -> AttentionLayer:
+def load_canonical(layer: AttentionLayer[Any], params: Mapping[str, Any]) -> AttentionLayer[Any]:
     """Assign canonical ``params`` to the built ``layer``; every missing, unexpected or mis-shaped key in one error."""
     variables = _check_layer(layer).keras_weights
     for key, value in to_framework(layer.config, params, "keras").items():

@@ -1,14 +1,14 @@
 """The shared pieces of SPEC.md section 2 in ``keras.ops``, so that they run on every Keras backend.
 
-Reductions take an accumulation dtype (float32 for half inputs, SPEC.md section 1); the
-gradients are the backends' own, which follow the spec's rules (max splits ties evenly,
-relu and the hard gates have zero slope at their kinks).
+Reductions take an accumulation dtype (float32 for half inputs, SPEC.md section 1). The
+gradients follow the spec's rules (max splits ties evenly, relu and the hard gates have zero
+slope at their kinks): the backends' own autodiff, except for the custom gradients below.
 
 On TensorFlow, XLA's CPU code for a reduction over H, W whose input is a fused elementwise
 product (``sum(dy * x)``, the gradient of every gate) runs 5-7x slower than an elementwise
 pass, while a matrix product with a ones vector reads the same product at memory speed. So
-there, sums over space or channels are matrix products, with custom gradients where the
-automatic ones would reintroduce such reductions. Other backends use the plain reductions.
+there, sums over space or channels are matrix products, and the gates, sums and max pools
+have custom gradients that keep it that way. Other backends use the plain reductions.
 """
 
 from __future__ import annotations

@@ -7,12 +7,14 @@ from typing import Any
 import keras
 from keras import ops
 
+from reference_numpy import CBAMConfig
+
 from ._base import AttentionLayer
 from ._ops import GATES, batch_norm, mlp
 
 
 @keras.saving.register_keras_serializable(package="attnspec")
-class CBAM(AttentionLayer):
+class CBAM(AttentionLayer[CBAMConfig]):
     """Convolutional Block Attention Module (Woo et al., ECCV 2018): channel, then spatial attention.
 
     The spatial gate's batch norm is the spec's (PyTorch's momentum convention): with
@@ -63,8 +65,9 @@ class CBAM(AttentionLayer):
 
     def attend(self, x: Any, p: dict[str, Any], training: bool) -> tuple[Any, dict[str, Any]]:
         c = self.config
-        # XLA's max drops NaN; another pool of the same windows carries it to the output, so
-        # only a max-only channel gate needs the (slow) explicit check. The spatial pools always include a mean.
+        # XLA's max drops NaN. Any other pool (avg, lse, lp; the spatial mean) turns a NaN of x into
+        # a NaN gate for the whole sample, which is the spec's output, so only a max-only channel
+        # gate pays for the explicit NaN check.
         pooled = [self.pool(t, x, keep_nan=c.pool_types == ("max",)) for t in c.pool_types]
         x1 = self.gate(x, GATES[c.gate](ops.sum(mlp(ops.stack(pooled), p, "channel.", c.act), axis=0)))
         if not c.spatial:

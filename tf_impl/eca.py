@@ -6,12 +6,14 @@ from typing import Any
 
 import keras
 
+from reference_numpy import ECAConfig
+
 from ._base import AttentionLayer
 from ._ops import GATES, channel_conv1d
 
 
 @keras.saving.register_keras_serializable(package="attnspec")
-class ECA(AttentionLayer):
+class ECA(AttentionLayer[ECAConfig]):
     """Efficient Channel Attention (Wang et al., CVPR 2020): a k-tap 1-D convolution over ``avg(x)``'s channels.
 
     Args:

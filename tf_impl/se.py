@@ -6,12 +6,14 @@ from typing import Any
 
 import keras
 
+from reference_numpy import SEConfig
+
 from ._base import AttentionLayer
 from ._ops import GATES, mlp
 
 
 @keras.saving.register_keras_serializable(package="attnspec")
-class SqueezeExcite(AttentionLayer):
+class SqueezeExcite(AttentionLayer[SEConfig]):
     """Squeeze-and-Excitation (Hu et al., CVPR 2018): ``y = x * gate(fc2(act(fc1(avg(x)))))``.
 
     Args:
