@@ -118,6 +118,10 @@ def _split_hidden_units(cfg: Config, x: np.ndarray, params: dict[str, np.ndarray
         b[dead] = -b[dead]
 
 
+_READS_X = ("fc1.weight", "channel.fc1.weight", "spatial.conv.weight", "conv.weight")
+"""The weights applied to descriptors of x (pooled x, or pooled x1, which has x's scale)."""
+
+
 def _default_shape(cfg: Config) -> tuple[int, int, int, int]:
     """Pairwise distinct N, C, H, W (and != hidden where possible), non-square H x W."""
     taken = {cfg.channels, getattr(cfg, "hidden", -1)}
@@ -139,7 +143,11 @@ def make_case(
 ) -> Case:
     """A case for ``cfg``: inputs, perturbed canonical weights, non-trivial BN state, cotangent.
 
-    ``shape`` is (N, C, H, W) whatever the data format. Values are rounded to ``dtype``;
+    ``shape`` is (N, C, H, W) whatever the data format. ``magnitude`` scales x, and the weights
+    that read x's descriptors by its inverse: the data path sees large (or small) values while
+    the gates' inputs stay O(1). (Saturating the gates instead would make the case
+    ill-conditioned: a float32 rounding of a gate input u of size 100 is an error of 1e-5 in u,
+    hence a relative error of 1e-5 in every gradient through sigmoid'(u).) Values are rounded to ``dtype``;
     entries tied within a max-pool window are redrawn (deterministically), and every hidden
     unit of an MLP is active for part of the batch (see :func:`_split_hidden_units`).
     """
@@ -155,6 +163,8 @@ def make_case(
             params[k] = params[k] + rng.uniform(-0.5, 0.5, size=spec.shape)
         else:
             params[k] = params[k] * rng.uniform(1.0, 3.0)
+        if k in _READS_X:
+            params[k] = params[k] / magnitude
         params[k] = round_to_dtype(params[k], dtype)
     _split_hidden_units(cfg, x, params, dtype)
     dy = round_to_dtype(rng.normal(size=(n, c, h, w)), dtype)

@@ -51,7 +51,7 @@ KNOBS: list[Variant] = [
     Variant("se", "gelu", _knob(SEConfig, act="gelu", rd_ratio=0.25)),
     Variant("se", "hard_swish-nearest8", _knob(SEConfig, act="hard_swish", rd_round="nearest", rd_divisor=8)),
     Variant("cbam", "avg-only", _knob(CBAMConfig, pool_types=("avg",), rd_ratio=0.25)),
-    Variant("cbam", "max-only-k3", _knob(CBAMConfig, pool_types=("max",), spatial_kernel_size=3)),
+    Variant("cbam", "max-only-k5", _knob(CBAMConfig, pool_types=("max",), spatial_kernel_size=5)),
     Variant("cbam", "lse-lp", _knob(CBAMConfig, pool_types=("lse", "lp"), rd_channels=5)),
     Variant(
         "cbam",
@@ -59,14 +59,18 @@ KNOBS: list[Variant] = [
         _knob(CBAMConfig, pool_types=("max", "lp", "avg", "lse"), spatial_pool_order=("mean", "max")),
     ),
     Variant("cbam", "no-spatial", _knob(CBAMConfig, spatial=False, act="gelu")),
-    Variant("cbam", "no-norm-bias", _knob(CBAMConfig, spatial_norm=False, spatial_bias=True, gate="hard_sigmoid")),
     Variant(
         "cbam",
-        "bias-norm-k1",
+        "no-norm-bias-k1",
+        _knob(CBAMConfig, spatial_norm=False, spatial_bias=True, spatial_kernel_size=1, gate="hard_sigmoid"),
+    ),
+    Variant(
+        "cbam",
+        "bias-norm-k3",
         _knob(
             CBAMConfig,
             spatial_bias=True,
-            spatial_kernel_size=1,
+            spatial_kernel_size=3,
             mlp_bias=False,
             act="silu",
             bn_momentum=0.3,
