@@ -98,8 +98,9 @@ def _split_hidden_units(cfg: Config, x: np.ndarray, params: dict[str, np.ndarray
     A unit on a flat part of the activation for the whole batch (e.g. relu, negative
     everywhere) makes every gradient through it zero, so comparing them could not fail; a
     unit active everywhere cannot tell relu from leaky relu. So each unit's bias is moved to
-    split its pre-activations at their median (midway between two of them, never on the kink);
-    a unit without a bias that is dead everywhere has its weights' sign flipped instead.
+    split its pre-activations near their median (midway across the widest gap there, never on
+    the kink); a unit still dead everywhere (no bias to move, or all its values equal) has its
+    weights' sign flipped instead.
     """
     if isinstance(cfg, ECAConfig):
         return
@@ -109,9 +110,17 @@ def _split_hidden_units(cfg: Config, x: np.ndarray, params: dict[str, np.ndarray
     w, b = params[f"{prefix}fc1.weight"], params.get(f"{prefix}fc1.bias")
     h = (z @ w.T).reshape(-1, w.shape[0])  # (P * N, hidden), without the bias
     if b is not None and h.shape[0] >= 2:
-        srt, k = np.sort(h, axis=0), (h.shape[0] - 1) // 2
-        b[:] = round_to_dtype(-(srt[k] + srt[k + 1]) / 2, dtype)
-        return
+        # split at the widest gap among the middle half of the sorted pre-activations, so that no
+        # sample lands on (or within rounding of) the kink, even where pools give equal values
+        srt = np.sort(h, axis=0)
+        gaps = np.diff(srt, axis=0)
+        m = gaps.shape[0]
+        middle = np.zeros(m, bool)
+        middle[m // 4 : m - m // 4] = True
+        k = np.argmax(np.where(middle[:, None], gaps, -1.0), axis=0)
+        cols = np.arange(h.shape[1])
+        split = gaps[k, cols] > 1e-3 * (np.abs(srt).max(axis=0) + 1e-300)
+        b[split] = round_to_dtype(-(srt[k, cols] + srt[k + 1, cols]) / 2, dtype)[split]
     dead = ~(ops.ACTS[cfg.act][1](h + (0.0 if b is None else b)) != 0).any(axis=0)
     w[dead] = -w[dead]
     if b is not None:
