@@ -37,6 +37,7 @@ __all__ = [
     "InitSpec",
     "ParamSpec",
     "SEConfig",
+    "check_data_format",
     "config_from_dict",
     "knob_names",
     "make_config",
@@ -112,6 +113,11 @@ def _check_choice(name: str, value: Any, choices: Sequence[str]) -> str:
     if not isinstance(value, str) or value not in choices:
         raise ValueError(f"`{name}` must be one of {', '.join(map(repr, choices))}. Received: {name}={_fmt(value)}")
     return value
+
+
+def check_data_format(data_format: Any) -> str:
+    """``data_format`` if it is ``"channels_first"`` or ``"channels_last"``, else a ValueError saying so."""
+    return _check_choice("data_format", data_format, DATA_FORMATS)
 
 
 def _check_odd(name: str, value: Any) -> int:
@@ -219,7 +225,7 @@ class _ConfigBase:
         ...
         ValueError: SE(channels=64) expects 64 input channels on axis 1 (data_format="channels_first"). Received input of shape (2, 32, 8, 8).
         """
-        _check_choice("data_format", data_format, DATA_FORMATS)
+        check_data_format(data_format)
         shape = tuple(int(s) if s is not None else -1 for s in shape)
         name = f"{self.module.upper()}(channels={self.channels})"
         dtype_name = str(getattr(dtype, "name", dtype)).replace("torch.", "")

@@ -12,7 +12,7 @@ import numpy as np
 from keras import ops
 
 from reference_numpy import Config, InitSpec, framework_layout, from_framework, make_config, param_init, to_framework
-from reference_numpy.config import DATA_FORMATS, _check_choice
+from reference_numpy.config import check_data_format
 
 from ._ops import POOLS, Layout, accumulation_dtype, gate
 
@@ -67,7 +67,7 @@ class AttentionLayer(keras.layers.Layer, Generic[ConfigT]):
         super().__init__(**layer_kwargs)
         self._spec: ConfigT = config  # type: ignore[assignment]  # make_config(self.module, ...) is a ConfigT
         self.data_format = keras.config.image_data_format() if data_format is None else data_format
-        _check_choice("data_format", self.data_format, DATA_FORMATS)
+        check_data_format(self.data_format)
         self._layout = Layout(channels_last=self.data_format == "channels_last")
 
     @property
