@@ -15,6 +15,7 @@ the input, and the output has the input's dtype.
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
@@ -97,8 +98,7 @@ def _lp(x: Array, axis: Any) -> Array:
     return jnp.where(nonzero, jnp.sqrt(jnp.where(nonzero, s, 1)), 0)
 
 
-# pools over H, W: (x, ctx) -> (N, C) in the accumulation dtype; jnp.max propagates NaN and
-# splits the gradient evenly among tied maxima, as SPEC.md asks
+# pools over H, W: (x, ctx) -> (N, C) in the accumulation dtype
 SPACE_POOLS: dict[str, Callable[[Array, Ctx], Array]] = {
     "avg": lambda x, c: jnp.mean(x, axis=c.space, dtype=c.acc),
     "max": lambda x, c: jnp.max(x, axis=c.space).astype(c.acc),
@@ -110,6 +110,33 @@ CHANNEL_POOLS: dict[str, Callable[[Array, Ctx], Array]] = {
     "mean": lambda x, c: jnp.mean(x, axis=c.channel, keepdims=True, dtype=c.acc),
     "max": lambda x, c: jnp.max(x, axis=c.channel, keepdims=True).astype(c.acc),
 }
+
+
+def _max_grad(x: Array, y: Array, g: Array, axis: Any) -> Array:
+    """``g`` split evenly among the entries of ``x`` that equal their window's max ``y``.
+
+    The ties are marked arithmetically, ``sign(x - y) + 1`` (1 at a tie, 0 below), and the
+    ``+ 1`` is applied to the small factors rather than to the input-sized term: XLA's CPU
+    backend materialises a boolean mask, or a scalar broadcast to the input's size, as a tensor
+    of its own instead of fusing it into the pass. ``min(x, y)`` stands for ``x`` (equal, as
+    ``x <= y``) so that XLA cannot contract a product that computes ``x`` with the subtraction
+    into one exact multiply-add, which would no longer vanish at the ties. NaN where ``y`` is
+    NaN (so is the gradient) and at an infinite maximum (so is the rest of such a gradient).
+    """
+    count = jnp.sum(jnp.sign(jnp.minimum(x, y) - y), axis=axis, keepdims=True) + math.prod(x.shape[a] for a in axis)
+    share = g / count
+    return share - share * jnp.sign(y - jnp.minimum(y, x))  # written unlike the count's: not merged with it
+
+
+# gradients of the pools: (x, pooled value kept broadcastable, its cotangent likewise, axis) -> dx;
+# max splits among tied maxima, lp is 0 at an all-zero window (SPEC.md section 2)
+POOL_GRADS: dict[str, Callable[[Array, Array, Array, Any], Array]] = {
+    "avg": lambda x, y, g, axis: g / math.prod(x.shape[a] for a in axis),  # broadcast by the caller's sum
+    "max": _max_grad,
+    "lse": lambda x, y, g, axis: g * jnp.exp(x - y),
+    "lp": lambda x, y, g, axis: x * jnp.where(y == 0, 0, g / jnp.where(y == 0, 1, y)),
+}
+POOL_GRADS["mean"] = POOL_GRADS["avg"]
 
 # ----------------------------------------------------------------------------- layers
 
@@ -205,19 +232,80 @@ def eca(cfg: ECAConfig, w: Weights, stats: Weights, x: Array, ctx: Ctx, training
     return x * ctx.expand(GATES[cfg.gate](u)), {}
 
 
-def cbam(cfg: CBAMConfig, w: Weights, stats: Weights, x: Array, ctx: Ctx, training: bool, axis_name: Any) -> Any:
-    z = jnp.stack([SPACE_POOLS[t](x, ctx) for t in cfg.pool_types])  # (P, N, C): one MLP for all pools
-    x1 = x * ctx.expand(GATES[cfg.gate](mlp(z, w, "channel.", cfg.act, ctx)))
-    if not cfg.spatial:
-        return x1, {}
-    d = jnp.concatenate([CHANNEL_POOLS[q](x1, ctx) for q in cfg.spatial_pool_order], axis=ctx.channel)
+def _channel_gate(cfg: CBAMConfig, ctx: Ctx, w: Weights, pooled: Array) -> Array:
+    """(P, N, C) descriptors -> the channel gate (N, C): one MLP shared by all pools."""
+    return GATES[cfg.gate](mlp(pooled, w, "channel.", cfg.act, ctx))
+
+
+def _spatial_gate(
+    cfg: CBAMConfig, ctx: Ctx, training: bool, axis_name: Any, w: Weights, stats: Weights, d: Array
+) -> tuple[Array, dict[str, Array]]:
+    """Spatial descriptors (one channel per pool) -> (the spatial gate, updated BN statistics)."""
     s = spatial_conv(d, w["spatial.conv.kernel"], ctx)
     if "spatial.conv.bias" in w:
         s = s + ctx.weight(w["spatial.conv.bias"])
     new_stats: dict[str, Array] = {}
     if cfg.spatial_norm:
         s, new_stats = batch_norm(s, w, stats, "spatial.bn", cfg, ctx, training=training, axis_name=axis_name)
-    return x1 * GATES[cfg.gate](s).astype(ctx.dtype), new_stats
+    return GATES[cfg.gate](s), new_stats
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0, 1, 2, 3))
+def _cbam(
+    cfg: CBAMConfig, ctx: Ctx, training: bool, axis_name: Any, x: Array, w: Weights, stats: Weights
+) -> tuple[Array, dict[str, Array]]:
+    return _cbam_fwd(cfg, ctx, training, axis_name, x, w, stats)[0]
+
+
+def _cbam_fwd(cfg: CBAMConfig, ctx: Ctx, training: bool, axis_name: Any, x: Array, w: Weights, stats: Weights) -> Any:
+    pooled = jnp.stack([SPACE_POOLS[t](x, ctx) for t in cfg.pool_types])  # (P, N, C)
+    g, channel_vjp = jax.vjp(lambda z, w: _channel_gate(cfg, ctx, w, z), pooled, w)
+    g = ctx.expand(g)
+    if not cfg.spatial:
+        return (x * g, {}), (x, g, pooled, channel_vjp, None, None, None, None, stats)
+    x1 = x * g
+    d = jnp.concatenate([CHANNEL_POOLS[q](x1, ctx) for q in cfg.spatial_pool_order], axis=ctx.channel)
+    s, spatial_vjp, new_stats = jax.vjp(
+        lambda d, w: _spatial_gate(cfg, ctx, training, axis_name, w, stats, d), d, w, has_aux=True
+    )
+    s = s.astype(ctx.dtype)
+    return (x1 * s, new_stats), (x, g, pooled, channel_vjp, x1, d, s, spatial_vjp, stats)
+
+
+def _cbam_bwd(cfg: CBAMConfig, ctx: Ctx, training: bool, axis_name: Any, res: Any, cts: Any) -> Any:
+    """The VJP of the input-sized passes, written out; the small gates use their own ``jax.vjp``.
+
+    Saved are ``x`` and ``x1 = x * g`` (XLA may recompute it instead). The pools' gradients are
+    formed inside the passes that use them (max pools recount their ties, see
+    :func:`_max_grad`), and the channel gate's gradient is one reduction of ``dx1 * x``.
+    Left to autodiff, XLA's CPU backend kept several input-sized masks and broadcasts.
+    Reverse-mode only: ``jax.jvp`` through CBAM raises.
+    """
+    x, g, pooled, channel_vjp, x1, d, s, spatial_vjp, stats = res
+    dy = cts[0]
+    dx1, dw = dy, None
+    if cfg.spatial:
+        ds = jnp.sum(dy * x1, axis=ctx.channel, keepdims=True, dtype=ctx.acc)
+        dd, dw = spatial_vjp(ds)
+        dx1 = dy * s
+        for i, q in enumerate(cfg.spatial_pool_order):
+            part = (slice(None),) * ctx.channel + (slice(i, i + 1),)
+            dx1 = dx1 + POOL_GRADS[q](x1, d[part].astype(ctx.dtype), dd[part].astype(ctx.dtype), (ctx.channel,))
+    da = jnp.sum(dx1 * x, axis=ctx.space, dtype=ctx.acc)  # (N, C)
+    dpooled, dw_channel = channel_vjp(da)
+    dw = dw_channel if dw is None else jax.tree_util.tree_map(jnp.add, dw, dw_channel)
+    dx = dx1 * g
+    for t, z, dz in zip(cfg.pool_types, pooled, dpooled, strict=True):
+        dx = dx + POOL_GRADS[t](x, ctx.expand(z), ctx.expand(dz), ctx.space)
+    return dx.astype(x.dtype), dw, jax.tree_util.tree_map(jnp.zeros_like, stats)
+
+
+_cbam.defvjp(_cbam_fwd, _cbam_bwd)
+
+
+def cbam(cfg: CBAMConfig, w: Weights, stats: Weights, x: Array, ctx: Ctx, training: bool, axis_name: Any) -> Any:
+    """Channel attention, then spatial attention; the input-sized passes have a hand-written VJP."""
+    return _cbam(cfg, ctx, training, axis_name, x, dict(w), dict(stats))
 
 
 _MODULES = {"se": se, "cbam": cbam, "eca": eca}

@@ -224,6 +224,46 @@ def test_nan_propagates_through_max_pools() -> None:
         assert compare("y", y, want, "float32").ok, namespace
 
 
+@pytest.mark.parametrize("namespace", SPACES)
+def test_max_pool_ties_split_the_gradient_under_jit(namespace: str) -> None:
+    """Conformance cases are tie-free; here a channel is constant over H, W and a pixel is zero in
+    every channel, so both max pools tie, and the gradient must be split evenly among the maxima."""
+    cfg = CBAMConfig(channels=CHANNELS, rd_channels=5, pool_types=("max", "avg"), spatial_norm=False)
+    case = make_case(cfg, seed=5, dtype="float32", data_format="channels_last")
+    x = case.x.copy()
+    x[0, :, :, 3] = 0.75  # every position of (sample 0, channel 3) is the max over H, W
+    x[1, 2, 1, :] = 0.0  # every channel of this pixel is the max over C
+    case = dataclasses.replace(case, x=x)
+    f = functional(namespace, cfg, case.params, "channels_last")
+
+    @jax.jit
+    def forward_and_vjp(x, weights, dy):
+        y, pullback, _ = jax.vjp(lambda x, w: f.apply(x, w, f.stats, False), x, weights, has_aux=True)
+        return (y, *pullback(dy))
+
+    y, dx, dw = forward_and_vjp(jnp.asarray(x), f.weights, jnp.asarray(case.dy))
+    got = outputs(cfg, y, dx, f.canonical(dw, f.stats), {})
+    assert not _failures(got, reference_outputs(case), "float32", case.seed)
+
+
+def test_an_upstream_product_fused_into_the_backward_pass_keeps_the_ties() -> None:
+    """Under one jit XLA may recompute CBAM's input inside the backward pass (and contract a
+    product there into a fused multiply-add); the max pools must still find their maxima."""
+    cfg = CBAMConfig(channels=CHANNELS, rd_channels=5)
+    case = make_case(cfg, seed=8, dtype="float32", training=True, data_format="channels_last")
+    f = functional("linen", cfg, case.params, "channels_last")
+    a = jnp.asarray(case.x)
+    scale = jnp.linspace(0.5, 1.5, CHANNELS, dtype=jnp.float32)
+    x = np.asarray(jax.jit(lambda a: a * scale + 0.25)(a))
+    want = reference_outputs(dataclasses.replace(case, x=x))
+    loss = lambda a, w: jnp.sum(f.apply(a * scale + 0.25, w, f.stats, True)[0] * case.dy)  # noqa: E731
+    da, dw = jax.jit(jax.grad(loss, argnums=(0, 1)))(a, f.weights)
+    assert bool(jnp.isfinite(da).all())
+    assert compare("dx", np.asarray(da) / np.asarray(scale), want.dx, "float32").ok
+    got = f.canonical(dw, f.stats)
+    assert all(compare(k, got[k], v, "float32").ok for k, v in want.grads.items())
+
+
 def test_float64_runs_in_x64_without_leaking_it() -> None:
     """The adapters switch x64 on for float64 cases only; afterwards JAX is as it was."""
     before = jax.config.read("jax_enable_x64")
