@@ -308,7 +308,7 @@ def cbam(cfg: CBAMConfig, w: Weights, stats: Weights, x: Array, ctx: Ctx, traini
     return _cbam(cfg, ctx, training, axis_name, x, dict(w), dict(stats))
 
 
-_MODULES = {"se": se, "cbam": cbam, "eca": eca}
+_MODULES: dict[str, Callable[..., tuple[Array, dict[str, Array]]]] = {"se": se, "cbam": cbam, "eca": eca}
 
 
 def apply(

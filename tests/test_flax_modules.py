@@ -9,6 +9,7 @@ tolerance table.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 
 import numpy as np
 import pytest
@@ -294,6 +295,16 @@ def test_constructors_build_the_spec_config() -> None:
         fn.SqueezeExcite(64, rd_ratio=1.5, rngs=nnx.Rngs(0))
     with pytest.raises(TypeError, match="expects a CBAM config"):
         fl.CBAM(config=SEConfig(channels=64))
+
+
+@pytest.mark.parametrize("cls", [fn.SqueezeExcite, fn.CBAM, fn.ECA], ids=lambda c: c.__name__)
+def test_nnx_signatures_list_every_knob(cls) -> None:
+    """help() shows channels, every knob of the spec with its default, then the options."""
+    params = inspect.signature(cls).parameters
+    knobs = knob_names(cls.spec_module)
+    assert list(params)[: len(knobs) + 1] == ["channels", *knobs]
+    assert list(params)[len(knobs) + 1 :][:4] == ["preset", "data_format", "dtype", "param_dtype"]
+    assert list(params)[-1] == "rngs" and params["data_format"].default == "channels_last"
 
 
 @pytest.mark.parametrize("variant", [pytest.param(v, id=v.id) for v in PRESETS + KNOBS])

@@ -108,7 +108,7 @@ class NNXAdapter(Adapter):
     ) -> Outputs:
         module.data_format = data_format
         module.train() if training else module.eval()
-        graphdef, weights, rest = nnx.split(module, nnx.Param, ...)
+        graphdef, weights, rest = nnx.split(module, nnx.Param, ...)  # type: ignore[misc]
 
         def forward(x: jax.Array, weights: Any) -> tuple[jax.Array, Any]:
             # fresh variables, made inside the VJP's trace so that batch norm may update them

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import functools
+import inspect
 from typing import Any, ClassVar
 
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from reference_numpy import make_config
+from reference_numpy import knob_names, make_config
 
 from .. import _ops
 from .._layout import PARAMS, entries, initializer, split
@@ -20,6 +21,26 @@ class Node(nnx.Module):
 
     It only holds the variables below it, as attributes named like the Flax layout.
     """
+
+
+def _signature(cls: type[Attention]) -> inspect.Signature:
+    """What ``help()`` and ``inspect.signature`` show for a module class: ``channels``, every knob
+    with the spec's default, then the constructor's own options.
+
+    The constructor takes the knobs as ``**knobs`` and passes on only those given, so that a
+    preset is not overridden by a default; this only documents them.
+    """
+    defaults = make_config(cls.spec_module, 1)
+    kw = inspect.Parameter.KEYWORD_ONLY
+    params = [inspect.Parameter("channels", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=int)]
+    params += [inspect.Parameter(k, kw, default=getattr(defaults, k)) for k in knob_names(cls.spec_module)]
+    options: dict[str, inspect.Parameter] = {}
+    for klass in reversed([k for k in cls.__mro__ if issubclass(k, Attention) and "__init__" in k.__dict__]):
+        for p in inspect.signature(klass.__init__).parameters.values():
+            if p.kind == kw:
+                options[p.name] = p
+    rngs = options.pop("rngs")
+    return inspect.Signature([*params, *options.values(), rngs])
 
 
 class Attention(nnx.Module):
@@ -49,6 +70,11 @@ class Attention(nnx.Module):
 
     spec_module: ClassVar[str]
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "spec_module" in cls.__dict__:
+            cls.__signature__ = _signature(cls)  # type: ignore[attr-defined]
+
     def __init__(
         self,
         channels: int,
@@ -75,7 +101,8 @@ class Attention(nnx.Module):
 
     def _variables(self) -> dict[str, nnx.Variable]:
         """Key (its Flax path without the collection, e.g. ``"spatial.bn.mean"``) -> variable."""
-        return {e.key: functools.reduce(getattr, e.key.split("."), self) for e in entries(self.config)}
+        root: Any = self
+        return {e.key: functools.reduce(getattr, e.key.split("."), root) for e in entries(self.config)}
 
     def _run(self, x: jax.Array, training: bool, axis_name: str | None) -> jax.Array:
         variables = self._variables()
