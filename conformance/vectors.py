@@ -30,7 +30,7 @@ import reference_numpy as ref
 from .adapters.base import Adapter, Outputs
 from .cases import Case, make_case
 from .grid import CHANNELS, DATA_FORMATS, MODES, MODULES, variants
-from .runner import CaseReport, compare_outputs, exception_line, reference_outputs
+from .runner import CaseReport, check_against, reference_outputs
 
 __all__ = [
     "FORMAT",
@@ -211,21 +211,7 @@ def check_vectors(directory: str | os.PathLike[str], adapter: Adapter) -> list[C
         case, expected = load_vector(path)
         if case.dtype not in adapter.dtypes or case.data_format not in adapter.data_formats:
             continue
-        grads = case.dtype in adapter.grad_dtypes
-        if not grads:
+        if case.dtype not in adapter.grad_dtypes:
             expected = Outputs(expected.y, state=expected.state)
-        try:
-            got = adapter.run(
-                case.cfg,
-                case.params,
-                case.x,
-                case.dy if grads else None,
-                training=case.training,
-                data_format=case.data_format,
-                dtype=case.dtype,
-            )
-        except Exception as e:
-            reports.append(CaseReport(case, adapter.name, [], exception_line(e)))
-            continue
-        reports.append(CaseReport(case, adapter.name, compare_outputs(got, expected, case.dtype, case.seed)))
+        reports.append(check_against(adapter, case, expected))
     return reports
