@@ -96,13 +96,14 @@ class CBAM(AttentionModule):
     """
 
     module = "cbam"
+    _config: CBAMConfig
 
     def _build(self, cfg: CBAMConfig, *, device: torch.device | str | None, dtype: torch.dtype | None) -> None:
         self.channel = ChannelMLP(cfg.channels, cfg.hidden, bias=cfg.mlp_bias, act=cfg.act, device=device, dtype=dtype)
         self.spatial = SpatialGate(cfg, device=device, dtype=dtype) if cfg.spatial else None
 
     def _attend(self, x: torch.Tensor) -> torch.Tensor:
-        cfg = self.config
+        cfg = self._config
         if self.spatial is None:
             return channel_attention(x, cfg.pool_types, self.channel, cfg.gate)
         g, x = channel_gate(x, cfg.pool_types, self.channel, cfg.gate)

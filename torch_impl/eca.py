@@ -53,6 +53,7 @@ class ECA(AttentionModule):
     """
 
     module = "eca"
+    _config: ECAConfig
 
     def _build(self, cfg: ECAConfig, *, device: torch.device | str | None, dtype: torch.dtype | None) -> None:
         self.conv = nn.Conv1d(1, 1, cfg.effective_kernel_size, bias=cfg.bias, device=device, dtype=dtype)
@@ -64,7 +65,7 @@ class ECA(AttentionModule):
         """``(N, 1, C)`` -> ``(N, C)``."""
         w = self.conv.weight.view(-1)
         p, c = w.shape[0] // 2, z.shape[-1]
-        if self.config.padding == "zeros":
+        if self._config.padding == "zeros":
             z = F.pad(z, (p, p))
         else:
             z = z[..., torch.arange(-p, c + p, device=z.device) % c]

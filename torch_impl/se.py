@@ -41,6 +41,7 @@ class SqueezeExcite(AttentionModule):
     """
 
     module = "se"
+    _config: SEConfig
 
     def _build(self, cfg: SEConfig, *, device: torch.device | str | None, dtype: torch.dtype | None) -> None:
         self.fc1, self.fc2 = mlp_layers(cfg.channels, cfg.hidden, bias=cfg.bias, device=device, dtype=dtype)
@@ -49,4 +50,4 @@ class SqueezeExcite(AttentionModule):
         return channel_attention(x, ("avg",), self._excite, self.config.gate)
 
     def _excite(self, z: torch.Tensor) -> torch.Tensor:
-        return mlp(z, self.fc1, self.fc2, self.config.act)
+        return mlp(z, self.fc1, self.fc2, self._config.act)
