@@ -9,7 +9,7 @@ import numpy as np
 
 from reference_numpy import CBAMConfig, Config, ECAConfig, SEConfig, init_params, ops, param_layout
 
-__all__ = ["Case", "edge_cases", "make_case", "round_to_dtype"]
+__all__ = ["Case", "edge_cases", "make_case", "move_from_init", "round_to_dtype"]
 
 
 def round_to_dtype(a: np.ndarray, dtype: str) -> np.ndarray:
@@ -92,6 +92,22 @@ def _draw_tie_free(rng: np.random.Generator, shape: tuple[int, ...], dtype: str,
     raise ValueError(f"Could not draw a tie-free input of shape {shape} in {dtype}")  # pragma: no cover
 
 
+def move_from_init(cfg: Config, params: dict[str, np.ndarray], rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """Move freshly initialised params away from the init, in place, so that biases, BN and stats all matter.
+
+    Weights are scaled by a factor in [1, 3], biases and BN weight/bias/mean shifted by up to
+    0.5, running variances drawn in [0.5, 2]. Returns ``params``.
+    """
+    for k, spec in param_layout(cfg).items():
+        if spec.kind == "bn_var":
+            params[k] = rng.uniform(0.5, 2.0, size=spec.shape)
+        elif spec.kind in ("bn_weight", "bn_mean", "bn_bias", "bias"):
+            params[k] = params[k] + rng.uniform(-0.5, 0.5, size=spec.shape)
+        else:
+            params[k] = params[k] * rng.uniform(1.0, 3.0)
+    return params
+
+
 def _split_hidden_units(cfg: Config, x: np.ndarray, params: dict[str, np.ndarray], dtype: str) -> None:
     """Make every fc1 unit active for some samples and (with a bias to move) inactive for others.
 
@@ -163,15 +179,8 @@ def make_case(
     rng = np.random.default_rng(seed)
     n, c, h, w = shape or _default_shape(cfg)
     x = _draw_tie_free(rng, (n, c, h, w), dtype, magnitude)
-    params = init_params(cfg, seed=seed)
-    layout = param_layout(cfg)
-    for k, spec in layout.items():  # move away from the init so that biases, BN and stats all matter
-        if spec.kind == "bn_var":
-            params[k] = rng.uniform(0.5, 2.0, size=spec.shape)
-        elif spec.kind in ("bn_weight", "bn_mean", "bn_bias", "bias"):
-            params[k] = params[k] + rng.uniform(-0.5, 0.5, size=spec.shape)
-        else:
-            params[k] = params[k] * rng.uniform(1.0, 3.0)
+    params = move_from_init(cfg, init_params(cfg, seed=seed), rng)
+    for k in params:
         if k in _READS_X:
             params[k] = params[k] / magnitude
         params[k] = round_to_dtype(params[k], dtype)

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 import numpy as np
 
 import reference_numpy as ref
+from conformance.cases import move_from_init
 from reference_numpy import Config
 
 __all__ = ["fd_error", "numeric_grads", "perturbed_params"]
@@ -18,15 +19,7 @@ __all__ = ["fd_error", "numeric_grads", "perturbed_params"]
 
 def perturbed_params(cfg: Config, rng: np.random.Generator) -> dict[str, np.ndarray]:
     """``init_params`` moved away from the init: weights scaled, biases and BN values shifted, running_var in 0.5..2."""
-    params = ref.init_params(cfg, seed=int(rng.integers(2**31)))
-    for name, spec in ref.param_layout(cfg).items():
-        if spec.kind == "bn_var":
-            params[name] = rng.uniform(0.5, 2.0, size=spec.shape)
-        elif spec.kind in ("bias", "bn_weight", "bn_bias", "bn_mean"):
-            params[name] = params[name] + rng.uniform(-0.5, 0.5, size=spec.shape)
-        else:
-            params[name] = params[name] * rng.uniform(1.0, 3.0)
-    return params
+    return move_from_init(cfg, ref.init_params(cfg, seed=int(rng.integers(2**31))), rng)
 
 
 def _output(cfg: Config, params: Mapping[str, np.ndarray], x: np.ndarray, training: bool, data_format: str):
