@@ -15,7 +15,8 @@ __all__ = ["Case", "edge_cases", "make_case", "move_from_init", "round_to_dtype"
 def round_to_dtype(a: np.ndarray, dtype: str) -> np.ndarray:
     """Round float64 values to ``dtype`` (round-to-nearest-even) and return them as float64.
 
-    bfloat16 is done on the float32 bit pattern, so no ML framework is needed.
+    bfloat16 is done on the float32 bit pattern, so no ML framework is needed; float64 values are
+    rounded to float32 first, as PyTorch, JAX and TensorFlow cast them (a double rounding).
 
     >>> round_to_dtype(np.array([1.0 + 2**-9, 1.0 + 3 * 2**-9]), "bfloat16").tolist()
     [1.0, 1.0078125]

@@ -246,12 +246,26 @@ def test_round_to_bfloat16_matches_ml_dtypes():
     np.testing.assert_array_equal(round_to_dtype(got, "bfloat16"), got)
 
 
-def test_round_to_bfloat16_from_float64_matches_ml_dtypes():
-    """float64 inputs go through float32 first, as ml_dtypes (and PyTorch) do."""
+def test_round_to_bfloat16_from_float64_goes_through_float32_like_the_frameworks():
+    """float64 inputs are rounded to float32 first, as PyTorch, JAX and TensorFlow cast them.
+
+    ml_dtypes 0.7 rounds float64 to bfloat16 in one step, so it is only a witness after an
+    explicit float32 cast; 1 + 2**-8 + 2**-30 is the value on which the two rules differ.
+    """
     ml_dtypes = pytest.importorskip("ml_dtypes")
     rng = np.random.default_rng(2)
     a = np.concatenate([rng.normal(size=5000) * 10.0 ** rng.integers(-20, 20, size=5000), [1.0 + 2**-8 + 2**-30]])
-    np.testing.assert_array_equal(round_to_dtype(a, "bfloat16"), a.astype(ml_dtypes.bfloat16).astype(np.float64))
+    want = a.astype(np.float32).astype(ml_dtypes.bfloat16).astype(np.float64)
+    np.testing.assert_array_equal(round_to_dtype(a, "bfloat16"), want)
+    assert round_to_dtype(np.array([1.0 + 2**-8 + 2**-30]), "bfloat16").tolist() == [1.0]
+
+
+def test_round_to_bfloat16_from_float64_matches_torch():
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(3)
+    a = np.concatenate([rng.normal(size=5000) * 10.0 ** rng.integers(-20, 20, size=5000), [1.0 + 2**-8 + 2**-30]])
+    want = torch.from_numpy(a).to(torch.bfloat16).double().numpy()
+    np.testing.assert_array_equal(round_to_dtype(a, "bfloat16"), want)
 
 
 def test_round_to_bfloat16_ties_to_even_by_hand():
