@@ -516,7 +516,7 @@ def _title(m: Matrix) -> str:
 
 LEGEND = (
     "cell: pass/FAIL and the worst error ratio over dtypes, modes and data formats "
-    "(|got - reference| / tolerance of SPEC.md 9; <= 1 passes); smallest caught: the smallest relative "
+    "(|got - reference| / tolerance of SPEC.md 9; <= 1 passes); smallest-caught: the smallest relative "
     "weight perturbation the comparison catches, worst module"
 )
 
@@ -531,7 +531,7 @@ def _sensitivity_cell(m: Matrix, framework: str) -> str:
 def _footer(m: Matrix) -> list[list[str]]:
     return [
         ["non-vacuity", *(m.non_vacuity_status(f) for f in m.frameworks)],
-        ["smallest caught", *(_sensitivity_cell(m, f) for f in m.frameworks)],
+        ["smallest-caught", *(_sensitivity_cell(m, f) for f in m.frameworks)],
     ]
 
 
