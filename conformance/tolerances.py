@@ -23,6 +23,7 @@ __all__ = [
     "Tolerance",
     "allowed_error",
     "tolerance",
+    "widening",
 ]
 
 
@@ -58,6 +59,22 @@ def tolerance(dtype: str) -> Tolerance:
         return TOLERANCES[dtype]
     except KeyError:
         raise ValueError(f"No tolerance for dtype {dtype!r}. Expected one of {', '.join(map(repr, DTYPES))}") from None
+
+
+def widening(finer: str, coarser: str, rule: str = "derived") -> float:
+    """How many times the error allowed in ``coarser`` exceeds that in ``finer``, under ``rule``
+    (``"derived"``: the ratio of the bounds of SPEC.md 9.3; ``"relative"``: of the relative rule's terms).
+
+    >>> widening("float64", "float32") == (2**-24 + 2**-53) / (2 * 2**-53)
+    True
+    >>> widening("float64", "float32", "relative")
+    100000.0
+    """
+    if rule == "derived" and finer in DERIVED_DTYPES and coarser in DERIVED_DTYPES:
+        u64 = UNIT_ROUNDOFF["float64"]
+        return (UNIT_ROUNDOFF[coarser] + u64) / (UNIT_ROUNDOFF[finer] + u64)
+    a, b = tolerance(finer), tolerance(coarser)
+    return min(b.rtol / a.rtol, b.atol / a.atol)
 
 
 def allowed_error(dtype: str, expected: Any, bound: Any = None, scale: float | None = None) -> np.ndarray:
