@@ -136,20 +136,29 @@ def _report(args: argparse.Namespace) -> int:
 def _vectors_export(args: argparse.Namespace) -> int:
     from .vectors import default_cases, export_vectors
 
+    if args.seed < 0:
+        print(f"error: `--seed` must be >= 0. Received: --seed {args.seed}", file=sys.stderr)
+        return 2
+    if os.path.exists(args.directory) and not os.path.isdir(args.directory):
+        print(f"error: {args.directory!r} is an existing file, not a directory", file=sys.stderr)
+        return 2
     cases = default_cases(seed=args.seed, modules=args.modules, dtypes=args.dtypes, data_formats=args.data_formats)
-    paths = export_vectors(args.directory, cases)
+    try:
+        paths = export_vectors(args.directory, cases)
+    except (OSError, ValueError) as e:
+        print(f"error: could not write vector files to {args.directory!r}: {e}", file=sys.stderr)
+        return 2
     size = sum(p.stat().st_size for p in paths)
     print(f"wrote {len(paths)} vector files ({size / 1024:.0f} KiB) to {args.directory}")
     return 0
 
 
 def _vectors_check(args: argparse.Namespace) -> int:
-    from .vectors import SHIPPED, VectorError, check_vectors, vector_files
+    from .vectors import SHIPPED, VectorError, check_vector_file, vector_files
 
     directory = SHIPPED if args.directory is None else args.directory
-    files = vector_files(directory)
-    if not files:
-        print(f"error: no *.safetensors vector files in {str(directory)!r}", file=sys.stderr)
+    if not os.path.isdir(directory):
+        print(f"error: {str(directory)!r} is not a directory", file=sys.stderr)
         return 2
     if not is_installed(args.framework):
         print(f"error: framework {args.framework!r} is not installed", file=sys.stderr)
@@ -159,13 +168,27 @@ def _vectors_check(args: argparse.Namespace) -> int:
     except Exception as e:
         print(f"{args.framework}: the adapter could not be built: {type(e).__name__}: {e}")
         return 1
-    try:
-        reports = check_vectors(directory, adapter)
-    except VectorError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    failures = [line for r in reports for line in r.failures()]
-    skipped = len(files) - len(reports)
+    files = vector_files(directory)
+    reports, failures, skipped = [], [], 0
+    for path in files:
+        try:
+            report = check_vector_file(path, adapter)
+        except VectorError as e:
+            failures.append(f"{args.framework} {path.name}: {e}")
+            continue
+        if report is None:
+            skipped += 1
+        else:
+            reports.append(report)
+            failures += report.failures()
+    if not reports:  # nothing was checked: that is never a pass
+        reason = (
+            f"no *.safetensors vector files in {str(directory)!r}"
+            if not files
+            else f"none of the {len(files)} vector files in {str(directory)!r} could be checked with "
+            f"{args.framework} (dtype or data format not supported, or unreadable)"
+        )
+        failures.insert(0, f"{args.framework}: nothing checked: {reason}")
     if args.format == "json":
         doc = {
             "framework": args.framework,
@@ -184,7 +207,8 @@ def _vectors_check(args: argparse.Namespace) -> int:
         worst = max((r.worst for r in reports), default=0.0)
         print(
             f"{args.framework}: {len(reports) - sum(not r.passed for r in reports)}/{len(reports)} vector files pass"
-            f" (worst error ratio {worst:.2g}; {skipped} skipped: dtype or data format not supported) in {directory}"
+            f" (worst error ratio {worst:.2g}; {skipped} skipped: dtype or data format not supported;"
+            f" {len(files) - len(reports) - skipped} unreadable) in {directory}"
         )
         for line in failures:
             print(line)

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from .tolerances import tolerance
+from .tolerances import DERIVED_DTYPES, allowed_error, tolerance
 
 __all__ = ["Comparison", "compare"]
 
@@ -16,8 +16,11 @@ __all__ = ["Comparison", "compare"]
 class Comparison:
     """One tensor compared with the reference.
 
-    ``error_ratio`` is the worst ``|a - r| / (atol * scale + rtol * |r|)`` over the tensor
-    (<= 1 passes); ``worst_index`` is where it happens, ``actual``/``expected`` the values there.
+    ``error_ratio`` is the worst ``|a - r| / allowed`` over the tensor (<= 1 passes), with
+    ``allowed`` from :func:`conformance.tolerances.allowed_error`; ``worst_index`` is where it
+    happens, ``actual``/``expected`` the values there. ``rule`` is ``"derived"`` when the
+    reference's error bound was used, ``"relative"`` for the relative rule (then ``scale`` is
+    the ``max|r|`` it used).
     """
 
     name: str
@@ -30,6 +33,7 @@ class Comparison:
     scale: float
     seed: int | None = None
     note: str = ""
+    rule: str = "relative"
 
     @property
     def message(self) -> str:
@@ -60,22 +64,40 @@ def compare(
     *,
     seed: int | None = None,
     scale: float | None = None,
+    bound: Any = None,
 ) -> Comparison:
     """Compare ``actual`` with the float64 reference ``expected`` under ``dtype``'s tolerance.
 
-    The test is ``|a - r| <= atol * scale + rtol * |r|`` elementwise, with ``scale`` the
-    largest ``|r|`` of the tensor unless given (the runner gives a case-wide scale to a
-    tensor that is zero at float64 precision, e.g. a bias feeding a train-mode batch norm).
-    NaN matches NaN and an infinity matches the same infinity; anything else non-finite fails.
+    With ``bound`` (the reference's per-element error bound ``M`` in units of u, from
+    :func:`reference_numpy.error_bounds`; any shape broadcastable to ``expected``) and a dtype
+    in :data:`~conformance.tolerances.DERIVED_DTYPES`, the test is SPEC.md 9.3's
+    ``|a - r| <= BOUND_FACTOR * (u_d + u_float64) * M + TINY_d``. Otherwise (half types, or no
+    ``bound``) it is ``|a - r| <= atol * scale + rtol * |r|`` with ``scale`` the largest ``|r|``
+    of the tensor unless given. A ``bound`` that is negative, NaN or of the wrong shape is a
+    ``ValueError``. NaN matches NaN and an infinity matches the same infinity; anything else
+    non-finite fails.
 
     >>> c = compare("y", [1.0, 2.0], [1.0, 2.0 + 1e-3], "float32", seed=0)
     >>> c.ok, c.worst_index
     (False, (1,))
     >>> print(c.message)
     y (float32, seed 0): MISMATCH, worst at index (1,): got 2.0, expected 2.001; error 45.4x the tolerance
+    >>> compare("y", [1.0 + 1e-6], [1.0], "float32", bound=[10.0]).ok  # 1e-6 <= 2 * 2**-24 * 10
+    True
     """
-    tol = tolerance(dtype)
+    tolerance(dtype)
     r = np.asarray(expected, dtype=np.float64)
+    derived = bound is not None and dtype in DERIVED_DTYPES
+    if derived:
+        m = np.asarray(bound, dtype=np.float64)
+        try:
+            np.broadcast_shapes(m.shape, r.shape)
+        except ValueError:
+            raise ValueError(
+                f"`bound` of {name} must broadcast to shape {r.shape}. Received: shape {m.shape}"
+            ) from None
+        if not (m >= 0).all():  # also refuses NaN
+            raise ValueError(f"`bound` of {name} must be >= 0 (and not NaN) everywhere. Received: min {np.min(m)}")
     try:
         a = np.asarray(actual, dtype=np.float64)
     except (TypeError, ValueError) as e:
@@ -88,11 +110,13 @@ def compare(
     same_nonfinite = (np.isnan(a) & np.isnan(r)) | ((a == r) & ~finite_r)
     if scale is None:
         scale = float(np.abs(r[finite_r]).max()) if finite_r.any() else 0.0
-    allowed = tol.atol * scale + tol.rtol * np.abs(r)
+    allowed = allowed_error(dtype, r, bound if derived else None, scale)
     with np.errstate(invalid="ignore", divide="ignore"):
         err = np.abs(a - r)
         ratio = np.where(same_nonfinite, 0.0, np.where(err == 0, 0.0, err / allowed))
     ratio = np.where(np.isnan(ratio), np.inf, ratio)
     i = np.unravel_index(int(np.argmax(ratio)), ratio.shape)
     worst = float(ratio[i])
-    return Comparison(name, dtype, worst <= 1.0, worst, tuple(int(j) for j in i), float(a[i]), float(r[i]), scale, seed)
+    rule = "derived" if derived else "relative"
+    index = tuple(int(j) for j in i)
+    return Comparison(name, dtype, worst <= 1.0, worst, index, float(a[i]), float(r[i]), scale, seed, rule=rule)

@@ -9,7 +9,7 @@ matrix into text, Markdown or JSON; nothing here prints.
 >>> m.passed, [r.id for r in m.rows], m.rows[0].cells["numpy"].per_dtype
 (True, ['eca/paper', 'eca/timm', 'eca/timm_ceca'], {'float64': 0.0})
 >>> print(render_text(m).splitlines()[2])
-module/variant  numpy
+module/variant   numpy
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ import reference_numpy as ref
 from .adapters import ADAPTERS, Adapter, get_adapter, is_installed
 from .cases import Case, edge_cases, make_case
 from .grid import CHANNELS, DATA_FORMATS, MODES, MODULES, Variant, variants
-from .runner import CaseReport, check_case, check_non_vacuity, exception_line
+from .runner import CaseReport, check_case, check_non_vacuity, exception_line, smallest_caught
 
 __all__ = [
     "FORMATS",
@@ -46,6 +46,8 @@ PASS, FAIL, ERROR, NOT_INSTALLED = "pass", "fail", "error", "not installed"
 """Cell statuses: every case passed / some case failed / the adapter could not be built / framework absent."""
 NON_VACUITY_DTYPE = "float32"
 """Non-vacuity runs in float32 where the adapter has it (the dtype most users run), else its first dtype."""
+SENSITIVITY_DTYPES = ("float64", "float32")
+"""Dtypes in which the smallest caught weight perturbation is measured (runner.smallest_caught)."""
 MAX_FAILURE_LINES = 20
 """Failure messages printed below a matrix; the rest are counted."""
 
@@ -113,6 +115,18 @@ class Matrix:
     """Wall seconds each framework took (adapter construction included), in its own process under ``jobs > 1``."""
     cpu: dict[str, float] = dataclasses.field(default_factory=dict)
     """CPU seconds (all threads of the process running it) each framework took."""
+    sensitivity: dict[str, dict[str, dict[str, float | None]]] = dataclasses.field(default_factory=dict)
+    """framework -> module -> dtype -> the smallest relative weight perturbation the comparison caught
+    (``None``: not even the largest step of runner.LADDER)."""
+
+    def smallest_caught(self, framework: str) -> dict[str, float | None]:
+        """Per dtype, the worst (largest) over modules of the smallest perturbation caught."""
+        out: dict[str, float | None] = {}
+        for per_dtype in self.sensitivity.get(framework, {}).values():
+            for d, v in per_dtype.items():
+                prev = out.get(d, 0.0)
+                out[d] = None if v is None or prev is None else max(prev, v)
+        return out
 
     @property
     def passed(self) -> bool:
@@ -194,6 +208,20 @@ def _non_vacuity(adapter: Adapter, variant: Variant, seed: int) -> str:
     return "ok" if not uncaught else "not caught: " + ", ".join(uncaught)
 
 
+def _sensitivity(adapter: Adapter, variant: Variant, seed: int) -> dict[str, float | None]:
+    """The smallest relative weight perturbation caught, per dtype of SENSITIVITY_DTYPES the adapter runs."""
+    out: dict[str, float | None] = {}
+    for dtype in (d for d in SENSITIVITY_DTYPES if d in adapter.dtypes):
+        try:
+            case = make_case(
+                variant.build(CHANNELS), seed=seed, dtype=dtype, training=True, data_format=adapter.data_formats[0]
+            )
+            out[dtype] = smallest_caught(adapter, case)
+        except Exception:
+            out[dtype] = None  # the non-vacuity verdict reports what raised
+    return out
+
+
 class _Progress:
     """tqdm on stderr when installed, else a one-line counter on stderr; silent when disabled."""
 
@@ -246,6 +274,7 @@ class _Column:
     failures: list[str]
     elapsed_s: float
     cpu_s: float = 0.0
+    sensitivity: dict[str, dict[str, float | None]] = dataclasses.field(default_factory=dict)
 
 
 def _chosen(modules: Sequence[str], full: bool) -> list[Variant]:
@@ -287,14 +316,16 @@ def _run_framework(
                 failures += report.failures()
             step(f"{name} {case.id}")
         cells.append(cell)
-    non_vacuity = {}
+    non_vacuity, sensitivity = {}, {}
     for module, variant in first_of_module.items():
         verdict = non_vacuity[module] = _non_vacuity(adapter, variant, seed)
         if verdict != "ok":
             failures.append(f"{name} non-vacuity {variant.id}: {verdict}")
+        sensitivity[module] = _sensitivity(adapter, variant, seed)
         step(f"{name} non-vacuity {module}")
     status = FAIL if failures else PASS
-    return _Column(name, status, cells, non_vacuity, failures, time.perf_counter() - start, time.process_time() - cpu)
+    elapsed, cpu_s = time.perf_counter() - start, time.process_time() - cpu
+    return _Column(name, status, cells, non_vacuity, failures, elapsed, cpu_s, sensitivity)
 
 
 COST = {"numpy": 0.0, "torch": 1.0, "keras": 2.0, "flax.linen": 4.0, "flax.nnx": 4.0}
@@ -446,6 +477,7 @@ def run_matrix(
         elapsed_s=time.perf_counter() - start,
         timings={n: round(columns[n].elapsed_s, 3) for n in names},
         cpu={n: round(columns[n].cpu_s, 3) for n in names},
+        sensitivity={n: columns[n].sensitivity for n in names if columns[n].sensitivity},
     )
 
 
@@ -484,8 +516,23 @@ def _title(m: Matrix) -> str:
 
 LEGEND = (
     "cell: pass/FAIL and the worst error ratio over dtypes, modes and data formats "
-    "(|got - reference| / tolerance of SPEC.md 9; <= 1 passes)"
+    "(|got - reference| / tolerance of SPEC.md 9; <= 1 passes); smallest-caught: the smallest relative "
+    "weight perturbation the comparison catches, worst module"
 )
+
+
+def _sensitivity_cell(m: Matrix, framework: str) -> str:
+    found = m.smallest_caught(framework)
+    if not found:
+        return "-"
+    return " ".join(f"{_DTYPE_SHORT.get(d, d)} {'none' if v is None else f'{v:.0e}'}" for d, v in found.items())
+
+
+def _footer(m: Matrix) -> list[list[str]]:
+    return [
+        ["non-vacuity", *(m.non_vacuity_status(f) for f in m.frameworks)],
+        ["smallest-caught", *(_sensitivity_cell(m, f) for f in m.frameworks)],
+    ]
 
 
 def _table(m: Matrix, fmt: Callable[[Cell], str]) -> list[list[str]]:
@@ -505,7 +552,7 @@ def _failure_lines(m: Matrix, limit: int = MAX_FAILURE_LINES) -> list[str]:
 
 def render_text(m: Matrix) -> str:
     """A fixed-width table, the non-vacuity row, the verdict and the first failure messages."""
-    table = [*_table(m, _cell), ["non-vacuity", *(m.non_vacuity_status(f) for f in m.frameworks)]]
+    table = [*_table(m, _cell), *_footer(m)]
     widths = [max(len(line[i]) for line in table) for i in range(len(table[0]))]
     out = [_title(m), ""]
     out += ["  ".join(v.ljust(w) for v, w in zip(line, widths, strict=True)).rstrip() for line in table]
@@ -523,7 +570,7 @@ def _md_table(rows: list[list[str]]) -> list[str]:
 
 def render_markdown(m: Matrix) -> str:
     """The matrix as a Markdown table, then the worst ratio per dtype, then the failures."""
-    table = [*_table(m, _cell), ["non-vacuity", *(m.non_vacuity_status(f) for f in m.frameworks)]]
+    table = [*_table(m, _cell), *_footer(m)]
     out = [f"**{_title(m)}**", "", *_md_table(table), "", f"{LEGEND}. Result: **{'PASS' if m.passed else 'FAIL'}**."]
     out += ["", "Worst error ratio per dtype:", "", *_md_table(_table(m, _per_dtype))]
     if m.failures:
@@ -548,6 +595,7 @@ def matrix_dict(m: Matrix) -> dict[str, Any]:
             f: {
                 "status": m.status[f],
                 "non_vacuity": m.non_vacuity.get(f),
+                "smallest_caught": m.sensitivity.get(f),
                 "elapsed_s": m.timings.get(f),
                 "cpu_s": m.cpu.get(f),
             }

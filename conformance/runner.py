@@ -10,14 +10,19 @@ import numpy as np
 import reference_numpy as ref
 
 from .adapters.base import Adapter, Outputs
-from .cases import Case
+from .cases import Case, round_to_dtype
 from .compare import Comparison, compare
 
-__all__ = ["CaseReport", "check_against", "check_case", "check_non_vacuity", "reference_outputs"]
-
-ZERO_AT_FLOAT64 = 1e-12
-"""A reference gradient whose largest entry is below this times the case's largest gradient
-is zero at float64 precision (e.g. a bias feeding train-mode BN); it is compared on that scale."""
+__all__ = [
+    "LADDER",
+    "NON_VACUITY_STEP",
+    "CaseReport",
+    "check_against",
+    "check_case",
+    "check_non_vacuity",
+    "reference_outputs",
+    "smallest_caught",
+]
 
 
 @dataclasses.dataclass
@@ -57,34 +62,57 @@ def exception_line(e: BaseException) -> str:
 
 
 def reference_outputs(case: Case, with_grads: bool = True) -> Outputs:
-    """The float64 reference's outputs for ``case``."""
+    """The float64 reference's outputs for ``case``, with their error bounds in ``.bound`` (SPEC.md 9.3).
+
+    >>> from reference_numpy import ECAConfig
+    >>> from conformance import make_case
+    >>> want = reference_outputs(make_case(ECAConfig(channels=8)))
+    >>> want.bound.y.shape == want.y.shape, sorted(want.bound.grads)
+    (True, ['conv.weight'])
+    """
     y, cache, state = ref.forward(case.cfg, case.params, case.x, training=case.training, data_format=case.data_format)
+    b = ref.error_bounds(case.cfg, cache, case.dy if with_grads else None)
     if not with_grads:
-        return Outputs(y, state=state)
+        return Outputs(y, state=state, bound=Outputs(b.y, state=b.state))
     dx, grads = ref.backward(case.cfg, case.dy, cache)
-    return Outputs(y, dx, grads, state)
+    return Outputs(y, dx, grads, state, bound=Outputs(b.y, b.dx, b.grads, b.state))
+
+
+def _missing(name: str, dtype: str, seed: int | None, note: str) -> Comparison:
+    return Comparison(name, dtype, False, float("inf"), None, None, None, 0.0, seed, note)
 
 
 def compare_outputs(got: Outputs, want: Outputs, dtype: str, seed: int | None) -> list[Comparison]:
-    """Compare every tensor ``want`` has; a tensor ``got`` lacks is a failure, never a skip."""
-    out = [compare("y", got.y, want.y, dtype, seed=seed)]
+    """Compare every tensor ``want`` has; a tensor ``got`` lacks is a failure, never a skip.
+
+    Each tensor is compared under the bound ``want.bound`` holds for it (SPEC.md 9.3), or under
+    the relative rule when ``want`` has no bounds (e.g. a version-1 vector file).
+    """
+    b = want.bound
+
+    def bound_of(kind: str, k: str | None = None) -> np.ndarray | None:
+        if b is None:
+            return None
+        if k is None:
+            return getattr(b, kind)
+        return getattr(b, kind).get(k)
+
+    out = [compare("y", got.y, want.y, dtype, seed=seed, bound=bound_of("y"))]
     if want.dx is not None:
-        out.append(compare("dx", got.dx, want.dx, dtype, seed=seed))
-        case_scale = max([float(np.abs(g).max()) for g in want.grads.values()] + [0.0])
+        out.append(compare("dx", got.dx, want.dx, dtype, seed=seed, bound=bound_of("dx")))
         for k, g in want.grads.items():
             name = f"grad[{k}]"
             if k not in got.grads:
-                out.append(Comparison(name, dtype, False, float("inf"), None, None, None, 0.0, seed, "missing"))
+                out.append(_missing(name, dtype, seed, "missing"))
                 continue
-            zero = float(np.abs(g).max()) <= ZERO_AT_FLOAT64 * case_scale
-            out.append(compare(name, got.grads[k], g, dtype, seed=seed, scale=case_scale if zero else None))
+            out.append(compare(name, got.grads[k], g, dtype, seed=seed, bound=bound_of("grads", k)))
         for k in sorted(set(got.grads) - set(want.grads)):
-            out.append(Comparison(f"grad[{k}]", dtype, False, float("inf"), None, None, None, 0.0, seed, "unexpected"))
+            out.append(_missing(f"grad[{k}]", dtype, seed, "unexpected"))
     for k, v in want.state.items():
         if k not in got.state:
-            out.append(Comparison(f"state[{k}]", dtype, False, float("inf"), None, None, None, 0.0, seed, "missing"))
+            out.append(_missing(f"state[{k}]", dtype, seed, "missing"))
         else:
-            out.append(compare(f"state[{k}]", got.state[k], v, dtype, seed=seed))
+            out.append(compare(f"state[{k}]", got.state[k], v, dtype, seed=seed, bound=bound_of("state", k)))
     return out
 
 
@@ -119,25 +147,70 @@ def check_against(adapter: Adapter, case: Case, want: Outputs) -> CaseReport:
     return CaseReport(case, adapter.name, compare_outputs(got, want, case.dtype, case.seed))
 
 
+NON_VACUITY_STEP: dict[str, float] = {"float64": 1e-7, "float32": 1e-3, "bfloat16": 1e-1, "float16": 1e-1}
+"""The relative weight perturbation :func:`check_non_vacuity` requires to be caught, per dtype (SPEC.md 9.4)."""
+LADDER = (1e-1, 1e-3, 1e-5, 1e-7, 1e-9, 1e-11, 1e-13)
+"""Relative weight perturbations :func:`smallest_caught` tries, largest first."""
+
+
+def _perturbed(case: Case, rel: float) -> dict[str, np.ndarray] | None:
+    """``case.params`` with its first tensor scaled by ``1 + rel`` (rounded to the case's dtype); None if unchanged."""
+    name = next(iter(case.params))
+    w = round_to_dtype(case.params[name] * (1 + rel), case.dtype)
+    return None if np.array_equal(w, case.params[name]) else {**case.params, name: w}
+
+
+def _caught(adapter: Adapter, case: Case, params: dict[str, np.ndarray], want: Outputs) -> bool:
+    got = adapter.run(
+        case.cfg,
+        params,
+        case.x,
+        case.dy if want.dx is not None else None,
+        training=case.training,
+        data_format=case.data_format,
+        dtype=case.dtype,
+    )
+    return not all(c.ok for c in compare_outputs(got, want, case.dtype, case.seed))
+
+
 def check_non_vacuity(adapter: Adapter, case: Case) -> list[str]:
     """Show the comparison can fail: a perturbed weight and (CBAM) a swapped pool order must FAIL.
 
+    The first weight tensor is scaled by ``1 + NON_VACUITY_STEP[case.dtype]`` (1e-7 in float64,
+    1e-3 in float32); output, gradients (for the adapter's ``grad_dtypes``) and state are compared.
     Returns the names of the mutations that were NOT caught (empty when the check is sound).
     """
     uncaught = []
     name = next(iter(case.params))
-    perturbed = {**case.params, name: case.params[name] * (1 + 1e-2) + 1e-2}
-    got = adapter.run(
-        case.cfg, perturbed, case.x, None, training=case.training, data_format=case.data_format, dtype=case.dtype
-    )
-    if all(c.ok for c in compare_outputs(got, reference_outputs(case, False), case.dtype, case.seed)):
+    grads = case.dtype in adapter.grad_dtypes
+    want = reference_outputs(case, grads)
+    params = _perturbed(case, NON_VACUITY_STEP.get(case.dtype, 1e-1))
+    if params is None or not _caught(adapter, case, params, want):
         uncaught.append(f"perturbed {name}")
     if isinstance(case.cfg, ref.CBAMConfig) and case.cfg.spatial:
         swapped = case.cfg.replace(spatial_pool_order=case.cfg.spatial_pool_order[::-1])
-        got = adapter.run(
-            case.cfg, case.params, case.x, None, training=case.training, data_format=case.data_format, dtype=case.dtype
-        )
-        want = reference_outputs(dataclasses.replace(case, cfg=swapped), False)
-        if all(c.ok for c in compare_outputs(got, want, case.dtype, case.seed)):
+        if not _caught(adapter, case, case.params, reference_outputs(dataclasses.replace(case, cfg=swapped), False)):
             uncaught.append("swapped spatial_pool_order")
     return uncaught
+
+
+def smallest_caught(adapter: Adapter, case: Case, ladder: tuple[float, ...] = LADDER) -> float | None:
+    """The smallest relative perturbation of the first weight tensor that the comparison catches.
+
+    Walks ``ladder`` from its largest step down and stops at the first step not caught, or at the
+    first that rounding to ``case.dtype`` makes no perturbation at all; ``None`` when even the
+    largest is not caught. Gradients are compared for the adapter's ``grad_dtypes``.
+
+    >>> from reference_numpy import ECAConfig
+    >>> from conformance import get_adapter, make_case
+    >>> smallest_caught(get_adapter("numpy"), make_case(ECAConfig(channels=8)), (1e-3, 1e-7, 1e-11))
+    1e-11
+    """
+    want = reference_outputs(case, case.dtype in adapter.grad_dtypes)
+    best = None
+    for rel in sorted(ladder, reverse=True):
+        params = _perturbed(case, rel)
+        if params is None or not _caught(adapter, case, params, want):
+            break
+        best = rel
+    return best

@@ -1,9 +1,12 @@
 """Golden vectors: conformance cases and the reference's answers, frozen in safetensors files.
 
-A vector file holds one case (inputs, canonical weights, cotangent) and everything the
+A vector file holds one case (inputs, canonical weights, cotangent), everything the
 reference computes for it (output, input gradient, parameter gradients, updated BN
-state), so that an implementation in any language can be checked from the files alone,
-without running the reference. The layout is documented in README.md ("Golden vectors").
+state) and, since format version 2, each of those tensors' rounding-error bound ``M``
+(``bounds.<name>``, units of u; SPEC.md 9.3), so that an implementation in any language
+can be checked from the files alone, with the same test, without running the reference.
+Version-1 files (no bounds) still load and are checked with the relative rule. The layout
+is documented in README.md ("Golden vectors").
 
 >>> import tempfile
 >>> from reference_numpy import ECAConfig
@@ -35,8 +38,10 @@ from .runner import CaseReport, check_against, reference_outputs
 __all__ = [
     "FORMAT",
     "FORMAT_VERSION",
+    "READABLE_VERSIONS",
     "SHIPPED",
     "VectorError",
+    "check_vector_file",
     "check_vectors",
     "default_cases",
     "export_vectors",
@@ -45,7 +50,10 @@ __all__ = [
 ]
 
 FORMAT = "attnspec-vectors"
-FORMAT_VERSION = "1"
+FORMAT_VERSION = "2"
+READABLE_VERSIONS = ("1", "2")
+BOUND_PREFIX = "bounds."
+"""Version 2: ``bounds.<tensor>`` holds the error bound M of each expected tensor (y, dx, grads.*, state.*)."""
 SHIPPED = Path(__file__).with_name("vectors")
 """The vectors that ship inside the package: :func:`default_cases` with seed 0."""
 SUFFIX = ".safetensors"
@@ -90,30 +98,45 @@ def _metadata(case: Case) -> dict[str, str]:
     }
 
 
+def _expected(out: Outputs) -> dict[str, np.ndarray]:
+    t = {"y": out.y}
+    if out.dx is not None:
+        t["dx"] = out.dx
+    t |= {f"grads.{k}": v for k, v in out.grads.items()}
+    t |= {f"state.{k}": v for k, v in out.state.items()}
+    return t
+
+
+def _round_up_float32(m: np.ndarray) -> np.ndarray:
+    """``m`` as float32, rounded up (a bound must not shrink when stored)."""
+    m32 = np.asarray(m, dtype=np.float64).astype(np.float32)
+    return np.where(m32.astype(np.float64) < m, np.nextafter(m32, np.float32(np.inf)), m32)
+
+
 def _tensors(case: Case, expected: Outputs) -> dict[str, np.ndarray]:
-    t = {"x": case.x, "dy": case.dy, "y": expected.y}
-    if expected.dx is not None:
-        t["dx"] = expected.dx
+    t = {"x": case.x, "dy": case.dy, **_expected(expected)}
     t |= {f"params.{k}": v for k, v in case.params.items()}
-    t |= {f"grads.{k}": v for k, v in expected.grads.items()}
-    t |= {f"state.{k}": v for k, v in expected.state.items()}
+    if expected.bound is not None:
+        t |= {BOUND_PREFIX + k: _round_up_float32(v) for k, v in _expected(expected.bound).items()}
     return t
 
 
 def write_safetensors(
     path: str | os.PathLike[str], tensors: Mapping[str, np.ndarray], metadata: Mapping[str, str]
 ) -> None:
-    """A safetensors file whose bytes depend only on its contents: float64 little-endian data,
-    tensors and metadata keys sorted by name, compact JSON header padded with spaces to 8 bytes.
+    """A safetensors file whose bytes depend only on its contents: little-endian float32 data for
+    float32 arrays (the bounds) and float64 for everything else, tensors and metadata keys sorted
+    by name, compact JSON header padded with spaces to 8 bytes.
 
     (safetensors' own writer orders the metadata at random, so re-exporting would change every file.)
     """
     header: dict[str, object] = {"__metadata__": {k: metadata[k] for k in sorted(metadata)}}
     blobs, offset = [], 0
     for name in sorted(tensors):
-        data = np.ascontiguousarray(tensors[name], dtype="<f8").tobytes()
+        f32 = np.asarray(tensors[name]).dtype == np.float32
+        data = np.ascontiguousarray(tensors[name], dtype="<f4" if f32 else "<f8").tobytes()
         header[name] = {
-            "dtype": "F64",
+            "dtype": "F32" if f32 else "F64",
             "shape": list(np.shape(tensors[name])),
             "data_offsets": [offset, offset + len(data)],
         }
@@ -127,9 +150,12 @@ def write_safetensors(
 def export_vectors(directory: str | os.PathLike[str], cases: Iterable[Case]) -> list[Path]:
     """Write one ``<case.id>.safetensors`` per case into ``directory`` (created if needed); returns the paths.
 
-    The reference computes the expected tensors; gradients are always included.
+    The reference computes the expected tensors and their bounds; gradients are always included.
+    ``directory`` must not be an existing file (``ValueError``).
     """
     out = Path(directory)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"`directory` must be a directory. Received: {str(out)!r}, an existing file")
     out.mkdir(parents=True, exist_ok=True)
     paths = []
     for case in cases:
@@ -142,29 +168,65 @@ def export_vectors(directory: str | os.PathLike[str], cases: Iterable[Case]) -> 
 
 
 def _read(path: Path) -> tuple[dict[str, str], dict[str, np.ndarray]]:
-    from safetensors import SafetensorError, safe_open
+    from safetensors import safe_open
 
     try:
         with safe_open(os.fspath(path), framework="numpy") as f:
             return dict(f.metadata() or {}), {k: f.get_tensor(k) for k in f.keys()}
-    except (SafetensorError, OSError, ValueError) as e:
+    except Exception as e:  # SafetensorError, OSError, ValueError, or whatever a corrupt header raises
         raise VectorError(f"{str(path)!r} is not a readable safetensors file: {e}") from e
+
+
+def _bounds(where: str, t: dict[str, np.ndarray], expected: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The version-2 bound of every expected tensor, validated: present, same shape, finite, >= 0."""
+    out = {}
+    for name, value in expected.items():
+        key = BOUND_PREFIX + name
+        if key not in t:
+            raise VectorError(f"{where}: tensor {key!r} (the error bound of {name!r}) is missing")
+        m = np.asarray(t[key], dtype=np.float64)
+        if m.shape != value.shape:
+            raise VectorError(f"{where}: tensor {key!r} is malformed: shape {m.shape}, expected {value.shape}")
+        if not np.isfinite(m).all():
+            raise VectorError(f"{where}: tensor {key!r} is malformed: it holds NaN or infinite values")
+        if (m < 0).any():
+            raise VectorError(f"{where}: tensor {key!r} is negative (min {float(m.min())!r}); a bound is >= 0")
+        out[name] = m
+    for key in t:
+        if key.startswith(BOUND_PREFIX) and key[len(BOUND_PREFIX) :] not in expected:
+            raise VectorError(f"{where}: tensor {key!r} bounds no tensor of the file")
+    return out
+
+
+def _implied(cfg: ref.Config, training: bool) -> list[str]:
+    """The expected tensors a file's metadata implies: y, dx, every gradient, the BN state in train mode."""
+    names = ["y", "dx"]
+    for k, spec in ref.param_layout(cfg).items():
+        if spec.trainable:
+            names.append(f"grads.{k}")
+        elif training:
+            names.append(f"state.{k}")
+    return names
 
 
 def load_vector(path: str | os.PathLike[str]) -> tuple[Case, Outputs]:
     """Read a vector file back into the case it was made from and the reference's outputs.
 
-    Raises :class:`VectorError` for another format or version, a bad config or a tensor
-    set that does not match the config's canonical layout.
+    For a version-2 file the outputs carry their bounds (``Outputs.bound``); a version-1 file
+    has none (it is then compared with the relative rule). Raises :class:`VectorError`, naming
+    the file, for another format or version, a bad config, a tensor set that does not match
+    the config's canonical layout, a gradient or BN-state tensor the metadata implies but the
+    file lacks, and a missing, malformed or negative bound.
     """
     path = Path(path)
     meta, t = _read(path)
     where = repr(str(path))
     if meta.get("format") != FORMAT:
         raise VectorError(f"{where} is not an attnspec vector file: format={meta.get('format')!r}, expected {FORMAT!r}")
-    if meta.get("format_version") != FORMAT_VERSION:
+    version = meta.get("format_version")
+    if version not in READABLE_VERSIONS:
         raise VectorError(
-            f"{where} has format_version={meta.get('format_version')!r}; this attnspec reads {FORMAT_VERSION!r}"
+            f"{where} has format_version={version!r}; this attnspec reads {', '.join(map(repr, READABLE_VERSIONS))}"
         )
     try:
         cfg = ref.config_from_dict(json.loads(meta["config"]))
@@ -183,15 +245,28 @@ def load_vector(path: str | os.PathLike[str]) -> tuple[Case, Outputs]:
             seed=int(meta["seed"]),
         )
         ref.check_params(cfg, case.params, what=f"{where} params")
-        expected = Outputs(
-            y=t["y"].astype(np.float64),
-            dx=t["dx"].astype(np.float64) if "dx" in t else None,
-            grads={k[len("grads.") :]: v.astype(np.float64) for k, v in t.items() if k.startswith("grads.")},
-            state={k[len("state.") :]: v.astype(np.float64) for k, v in t.items() if k.startswith("state.")},
-        )
-    except (KeyError, ValueError, TypeError) as e:
+        implied = _implied(cfg, training)
+    except VectorError:
+        raise
+    except Exception as e:  # any config failure (ValueError, OverflowError, RecursionError, ...) names the file
         raise VectorError(f"{where} is not a valid attnspec vector file: {type(e).__name__}: {e}") from e
-    return case, expected
+    missing = [k for k in implied if k not in t]
+    if missing:
+        raise VectorError(f"{where} lacks tensors its metadata implies: {', '.join(missing)}")
+    extra = [k for k in t if k.startswith(("grads.", "state.")) and k not in implied]
+    if extra:
+        raise VectorError(f"{where} has tensors its config does not have: {', '.join(extra)}")
+    expected = {k: t[k].astype(np.float64) for k in implied}
+    bound = None
+    if version != "1":
+        b = _bounds(where, t, expected)
+        bound = Outputs(b["y"], b["dx"], _strip(b, "grads."), _strip(b, "state."))
+    out = Outputs(expected["y"], expected["dx"], _strip(expected, "grads."), _strip(expected, "state."), bound)
+    return case, out
+
+
+def _strip(t: dict[str, np.ndarray], prefix: str) -> dict[str, np.ndarray]:
+    return {k[len(prefix) :]: v for k, v in t.items() if k.startswith(prefix)}
 
 
 def vector_files(directory: str | os.PathLike[str] = SHIPPED) -> list[Path]:
@@ -199,19 +274,30 @@ def vector_files(directory: str | os.PathLike[str] = SHIPPED) -> list[Path]:
     return sorted(Path(directory).glob(f"*{SUFFIX}"))
 
 
+def check_vector_file(path: str | os.PathLike[str], adapter: Adapter) -> CaseReport | None:
+    """Check ``adapter`` against one vector file; ``None`` when its dtype or data format is not supported.
+
+    Gradients are compared for the adapter's ``grad_dtypes`` only, as :func:`conformance.check_case`
+    does. An implementation that raises gives a failed report; an unreadable file raises :class:`VectorError`.
+    """
+    case, expected = load_vector(path)
+    if case.dtype not in adapter.dtypes or case.data_format not in adapter.data_formats:
+        return None
+    if case.dtype not in adapter.grad_dtypes:
+        b = expected.bound
+        expected = Outputs(expected.y, state=expected.state, bound=b and Outputs(b.y, state=b.state))
+    return check_against(adapter, case, expected)
+
+
 def check_vectors(directory: str | os.PathLike[str], adapter: Adapter) -> list[CaseReport]:
     """Check ``adapter`` against every vector file in ``directory``, without running the reference.
 
-    Files whose dtype or data format the adapter does not support are skipped; gradients are
-    compared for the adapter's ``grad_dtypes`` only, as :func:`conformance.check_case` does.
-    An implementation that raises gives a failed report; an unreadable file raises :class:`VectorError`.
+    Files whose dtype or data format the adapter does not support are skipped (see
+    :func:`check_vector_file`); an unreadable file raises :class:`VectorError`.
     """
     reports = []
     for path in vector_files(directory):
-        case, expected = load_vector(path)
-        if case.dtype not in adapter.dtypes or case.data_format not in adapter.data_formats:
-            continue
-        if case.dtype not in adapter.grad_dtypes:
-            expected = Outputs(expected.y, state=expected.state)
-        reports.append(check_against(adapter, case, expected))
+        report = check_vector_file(path, adapter)
+        if report is not None:
+            reports.append(report)
     return reports

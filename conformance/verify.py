@@ -84,7 +84,7 @@ from .adapters.base import Adapter, Outputs
 from .cases import Case, make_case, round_to_dtype
 from .compare import Comparison
 from .runner import CaseReport, check_case, compare_outputs, reference_outputs
-from .tolerances import tolerance
+from .tolerances import widening
 
 __all__ = ["Binding", "ThirdPartyAdapter", "VerifyReport", "describe", "load_target", "main", "verify"]
 
@@ -1372,9 +1372,9 @@ def _float32_sized(reports: Sequence[CaseReport]) -> bool:
     failing = [r for r in reports if not r.passed]
     if not failing or any(r.case.dtype != "float64" or r.error for r in failing):
         return False
-    tol64, tol32 = tolerance("float64"), tolerance("float32")
-    factor = min(tol32.rtol / tol64.rtol, tol32.atol / tol64.atol)
-    return all(cmp.error_ratio <= factor for r in failing for cmp in r.comparisons)
+    return all(
+        cmp.error_ratio <= widening("float64", "float32", cmp.rule) for r in failing for cmp in r.comparisons
+    )
 
 
 def _smoke(backend: _Backend, obj: Any, channels: int, seed: int) -> list[str]:

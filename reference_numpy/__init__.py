@@ -12,6 +12,7 @@
 """
 
 from .api import backward, forward
+from .bounds import Bounds, error_bounds
 from .cbam import cbam_backward, cbam_forward
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .config import (
@@ -45,12 +46,13 @@ from .eca import eca_backward, eca_forward
 from .params import KeyMismatchError, check_params, init_params
 from .se import se_backward, se_forward
 
-SPEC_VERSION = "1.0"
+SPEC_VERSION = "1.1"
 
 __all__ = [
     "FRAMEWORKS",
     "SPEC_VERSION",
     "THIRD_PARTY",
+    "Bounds",
     "CBAMConfig",
     "CheckpointError",
     "Config",
@@ -67,6 +69,7 @@ __all__ = [
     "config_from_dict",
     "eca_backward",
     "eca_forward",
+    "error_bounds",
     "export_state_dict",
     "flatten",
     "forward",

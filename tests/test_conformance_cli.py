@@ -104,9 +104,11 @@ def test_text_matrix(capsys: pytest.CaptureFixture[str]) -> None:
         "eca/timm",
         "eca/timm_ceca",
         "non-vacuity",
+        "smallest-caught",
     ]
-    assert all(v == ["pass", "0"] for k, v in rows.items() if k != "non-vacuity")
+    assert all(v == ["pass", "0"] for k, v in rows.items() if k not in ("non-vacuity", "smallest-caught"))
     assert rows["non-vacuity"] == ["ok"]
+    assert rows["smallest-caught"][0] == "f64" and float(rows["smallest-caught"][1]) <= 1e-7
     assert "result: PASS" in out and "cbam" not in out
 
 
@@ -134,6 +136,7 @@ def test_json_matrix(capsys: pytest.CaptureFixture[str]) -> None:
     assert cell == {"status": "pass", "worst": 0.0, "per_dtype": {"float64": 0.0}, "cases": 4, "failed": 0}
     assert doc["frameworks"]["numpy"]["status"] == "pass"
     assert doc["frameworks"]["numpy"]["non_vacuity"] == {"eca": "ok"}
+    assert doc["frameworks"]["numpy"]["smallest_caught"]["eca"]["float64"] <= 1e-7
     assert doc["cases"] == 12 and doc["failures"] == []
 
 

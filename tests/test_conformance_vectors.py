@@ -71,13 +71,13 @@ def test_file_layout(cbam_dir: Path) -> None:
     layout = ref.param_layout(cfg)
     trainable = [k for k, s in layout.items() if s.trainable]
     state = [k for k, s in layout.items() if not s.trainable]
+    expected = ["y", "dx"] + [f"grads.{k}" for k in trainable] + [f"state.{k}" for k in state]
     assert sorted(tensors) == sorted(
-        ["x", "dy", "y", "dx"]
-        + [f"params.{k}" for k in layout]
-        + [f"grads.{k}" for k in trainable]
-        + [f"state.{k}" for k in state]
+        ["x", "dy", *expected, *(f"bounds.{k}" for k in expected), *(f"params.{k}" for k in layout)]
     )
-    assert all(t.dtype == np.float64 for t in tensors.values())
+    assert all(t.dtype == (np.float32 if k.startswith("bounds.") else np.float64) for k, t in tensors.items())
+    for k in expected:  # the stored bound is the reference's, rounded up
+        assert tensors[f"bounds.{k}"].shape == tensors[k].shape and (tensors[f"bounds.{k}"] >= 0).all()
     assert tensors["params.spatial.conv.weight"].shape == (1, 2, 7, 7)
 
 
@@ -240,9 +240,128 @@ def test_cli_check_shipped_by_default(capsys: pytest.CaptureFixture[str]) -> Non
     assert capsys.readouterr().out.startswith("numpy: 32/32 vector files pass")
 
 
-def test_cli_check_empty_directory(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["vectors", "check", str(tmp_path), "--framework", "numpy"]) == 2
-    assert "no *.safetensors vector files" in capsys.readouterr().err
+def test_cli_check_empty_directory_is_a_failure(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["vectors", "check", str(tmp_path), "--framework", "numpy"]) == 1
+    out = capsys.readouterr().out
+    assert "nothing checked: no *.safetensors vector files" in out
+
+
+def test_cli_check_nothing_supported_is_a_failure(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """numpy runs float64 only: a directory of float32 files checks nothing, and that is not a pass."""
+    export_vectors(tmp_path, [make_case(ref.ECAConfig(channels=8), dtype="float32")])
+    assert main(["vectors", "check", str(tmp_path), "--framework", "numpy"]) == 1
+    out = capsys.readouterr().out
+    assert out.startswith("numpy: 0/0 vector files pass") and "nothing checked: none of the 1 vector files" in out
+
+
+def test_cli_check_missing_directory_is_a_usage_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["vectors", "check", str(tmp_path / "absent"), "--framework", "numpy"]) == 2
+    assert "is not a directory" in capsys.readouterr().err
+
+
+def _one(tmp_path: Path, **kw: object) -> Path:
+    (path,) = export_vectors(tmp_path, [make_case(ref.CBAMConfig(channels=8, rd_channels=2), training=True, **kw)])
+    return path
+
+
+@pytest.mark.parametrize("tensor", ["grads.channel.fc1.weight", "state.spatial.bn.running_var", "dx"])
+def test_stripped_file_is_a_failure_naming_what_is_missing(
+    tensor: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = _one(tmp_path)
+    meta, tensors = _read(path)
+    del tensors[tensor], tensors[f"bounds.{tensor}"]
+    write_safetensors(path, tensors, meta)
+    with pytest.raises(VectorError, match=rf"lacks tensors its metadata implies: {tensor}"):
+        load_vector(path)
+    assert main(["vectors", "check", str(tmp_path), "--framework", "numpy"]) == 1
+    out = capsys.readouterr().out
+    assert f"{path.name}: " in out and f"lacks tensors its metadata implies: {tensor}" in out
+
+
+@pytest.mark.parametrize(
+    ("change", "match"),
+    [
+        (
+            "missing",
+            "tensor 'bounds.grads.spatial.bn.bias' \\(the error bound of 'grads.spatial.bn.bias'\\) is missing",
+        ),
+        ("negative", "tensor 'bounds.grads.spatial.bn.bias' is negative"),
+        ("nan", "tensor 'bounds.grads.spatial.bn.bias' is malformed: it holds NaN"),
+        ("shape", "tensor 'bounds.grads.spatial.bn.bias' is malformed: shape \\(2,\\), expected \\(1,\\)"),
+        ("orphan", "tensor 'bounds.grads.nothing' bounds no tensor"),
+    ],
+)
+def test_bad_bound_is_refused_naming_file_and_tensor(change: str, match: str, tmp_path: Path) -> None:
+    path = _one(tmp_path)
+    meta, tensors = _read(path)
+    key = "bounds.grads.spatial.bn.bias"
+    if change == "missing":
+        del tensors[key]
+    elif change == "negative":
+        tensors[key] = -tensors[key]
+    elif change == "nan":
+        tensors[key] = np.full_like(tensors[key], np.nan)
+    elif change == "shape":
+        tensors[key] = np.ones(2, np.float32)
+    else:
+        tensors["bounds.grads.nothing"] = np.ones(1, np.float32)
+    write_safetensors(path, tensors, meta)
+    with pytest.raises(VectorError, match=match) as info:
+        load_vector(path)
+    assert str(path) in str(info.value)
+
+
+def test_version_1_files_still_load_and_check(tmp_path: Path) -> None:
+    """A version-1 file (no bounds) is checked with the relative rule, and still catches a wrong value."""
+    path = _one(tmp_path)
+    meta, tensors = _read(path)
+    v1 = {k: v for k, v in tensors.items() if not k.startswith("bounds.")}
+    write_safetensors(path, v1, {**meta, "format_version": "1"})
+    _, expected = load_vector(path)
+    assert expected.bound is None and expected.dx is not None
+    (report,) = check_vectors(tmp_path, get_adapter("numpy"))
+    assert report.passed and all(c.rule == "relative" for c in report.comparisons)
+    write_safetensors(path, {**v1, "y": v1["y"] * (1 + 1e-6)}, {**meta, "format_version": "1"})
+    (report,) = check_vectors(tmp_path, get_adapter("numpy"))
+    assert not report.passed
+
+
+def test_version_2_files_use_the_stored_bound(tmp_path: Path) -> None:
+    path = _one(tmp_path)
+    (report,) = check_vectors(tmp_path, get_adapter("numpy"))
+    assert report.passed and all(c.rule == "derived" for c in report.comparisons)
+    meta, tensors = _read(path)  # a zero bound demands bit-exact agreement; a 1-ulp change then fails
+    write_safetensors(path, {**tensors, "bounds.y": np.zeros_like(tensors["bounds.y"])}, meta)
+    _rewrite(path, y=np.nextafter(tensors["y"], np.inf))
+    (report,) = check_vectors(tmp_path, get_adapter("numpy"))
+    assert [c.name for c in report.comparisons if not c.ok] == ["y"]
+
+
+def test_config_overflow_is_a_per_file_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = _one(tmp_path)
+    meta, tensors = _read(path)
+    cfg = json.loads(meta["config"])
+    cfg["channels"] = 10**400
+    write_safetensors(path, tensors, {**meta, "config": json.dumps(cfg)})
+    with pytest.raises(VectorError, match="not a valid attnspec vector file") as info:
+        load_vector(path)
+    assert str(path) in str(info.value)
+    assert main(["vectors", "check", str(tmp_path), "--framework", "numpy"]) == 1
+    assert path.name in capsys.readouterr().out
+
+
+def test_cli_export_onto_a_file_or_negative_seed_is_a_usage_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    target = tmp_path / "file"
+    target.write_text("x")
+    assert main(["vectors", "export", str(target), "--modules", "eca"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "existing file" in err
+    assert main(["vectors", "export", str(tmp_path / "d"), "--seed", "-1"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "`--seed` must be >= 0" in err
 
 
 @pytest.mark.torch

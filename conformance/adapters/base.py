@@ -17,12 +17,15 @@ class Outputs:
 
     ``dx`` is in the input's layout; ``grads`` has one entry per trainable canonical name;
     ``state`` holds the updated BN running statistics after a train-mode call (else empty).
+    ``bound`` (reference outputs only): the same structure holding each tensor's rounding-error
+    bound ``M`` in units of u (SPEC.md 9.3), used by the comparison; ``None`` elsewhere.
     """
 
     y: np.ndarray
     dx: np.ndarray | None = None
     grads: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
     state: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
+    bound: Outputs | None = None
 
 
 class Adapter(abc.ABC):
