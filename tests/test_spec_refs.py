@@ -37,7 +37,7 @@ def spec_headings(text: str) -> list[str]:
 
 
 def numbers(group: str) -> list[int]:
-    """ "2, 5 and 6" -> [2, 5, 6]; "2-5" and "3 to 5" -> the whole range."""
+    """Section numbers as written: "2, 5 and 6" -> [2, 5, 6]; "2-5" and "3 to 5" -> the whole range."""
     out: list[int] = []
     for part in re.split(r"\s*(?:,|and|or)\s*", group):
         ends = [int(v) for v in re.split(r"\s*(?:-|–|to)\s*", part)]
