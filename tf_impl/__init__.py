@@ -18,6 +18,22 @@ True
 ['spatial.bn.moving_mean', 'spatial.bn.moving_variance']
 """
 
+try:
+    import keras  # noqa: F401  (the port's framework: say how to install it when it is missing)
+except ModuleNotFoundError as e:
+    import importlib.util
+
+    _top = (e.name or "").split(".")[0]
+    try:
+        _installed = importlib.util.find_spec(_top) is not None
+    except (ImportError, ValueError):  # hidden by an import hook, or a None in sys.modules
+        _installed = False
+    if _top not in ("keras", "tensorflow") or _installed:  # another backend's, or a broken install
+        raise
+    raise ModuleNotFoundError(
+        f'tf_impl needs Keras 3 and TensorFlow ({_top} is not installed): pip install "attnspec[tf]"', name=_top
+    ) from e
+
 from ._base import AttentionLayer, from_config, load_canonical, to_canonical
 from .cbam import CBAM
 from .eca import ECA

@@ -13,6 +13,15 @@ Configs, derived sizes, initialisation and weight layouts come from ``reference_
 True
 """
 
+try:
+    import torch  # noqa: F401  (the port's framework: say how to install it when it is missing)
+except ModuleNotFoundError as e:
+    if e.name != "torch":  # torch is there but broken: its own error says more
+        raise
+    raise ModuleNotFoundError(
+        'torch_impl needs PyTorch, which is not installed: pip install "attnspec[torch]"', name="torch"
+    ) from e
+
 from ._base import AttentionModule, from_config, load_canonical, to_canonical
 from .cbam import CBAM
 from .eca import ECA
