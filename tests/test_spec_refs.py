@@ -25,7 +25,7 @@ _GAP = r"[\s#*]*"  # a reference may wrap onto the next line of a comment or doc
 _NUMBERED = re.compile(
     rf"SPEC(?:\.md)?(?:'s)?{_GAP}[(,]?{_GAP}(?:(?:sections?|§){_GAP}({_NUMBERS})|({_NUMBERS})\b(?!\.\d))", re.IGNORECASE
 )
-_QUOTED = re.compile(rf"SPEC(?:\.md)?(?:'s)?{_GAP},?{_GAP}\"([^\"\n]+)\"")
+_QUOTED = re.compile(rf"SPEC(?:\.md)?(?:'s)?{_GAP},?{_GAP}\"([A-Za-z0-9][^\"\n]*)\"")  # a heading starts with a word
 
 
 def spec_sections(text: str) -> dict[int, str]:
