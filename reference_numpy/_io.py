@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from .config import Config, check_config
-from .params import check_params
+from .params import canonical_arrays
 
 
 def prepare(
@@ -18,8 +18,7 @@ def prepare(
     check_config(cfg)
     x = np.asarray(x)
     cfg.validate_input(x.shape, x.dtype, data_format=data_format, training=training)
-    check_params(cfg, params)
-    p = {k: np.asarray(v, dtype=np.float64) for k, v in params.items()}
+    p = {k: v.astype(np.float64, copy=False) for k, v in canonical_arrays(cfg, params).items()}
     x64 = x.astype(np.float64)
     return (x64 if data_format == "channels_first" else x64.transpose(0, 3, 1, 2)), p
 
