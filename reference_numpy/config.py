@@ -535,7 +535,10 @@ def as_config(cfg: Any) -> Config:
 
 def check_config(cfg: Any) -> Config:
     if not isinstance(cfg, (SEConfig, CBAMConfig, ECAConfig)):
-        raise TypeError(f"Expected an SEConfig, CBAMConfig or ECAConfig. Received: {type(cfg).__name__}")
+        raise TypeError(
+            "`cfg` must be a spec config. Expected an SEConfig, CBAMConfig or ECAConfig. "
+            f"Received: cfg={_fmt(cfg)} of type {type(cfg).__name__}"
+        )
     return cfg
 
 

@@ -239,6 +239,8 @@ def init_params(cfg: Config, seed: int = 0) -> dict[str, np.ndarray]:
     >>> {k: v.shape for k, v in p.items()}
     {'conv.weight': (3,)}
     """
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise TypeError(f"`seed` must be an int >= 0. Received: seed={seed!r} of type {type(seed).__name__}")
     rng = np.random.default_rng(seed)
     layout = param_layout(cfg)
     out = {}
