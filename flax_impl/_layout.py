@@ -71,3 +71,20 @@ def collection_to_canonical(cfg: Config, values: Mapping[str, Any], collection: 
         for name, p in framework_layout(cfg, "flax").items()
         if p.collection == collection
     }
+
+
+def float_dtype(name: str, dtype: Any, *, allow_none: bool = False) -> Any:
+    """``dtype`` as a JAX floating dtype, checked when a module is built (not at its first call).
+
+    ``None`` passes when ``allow_none`` (the computation dtype: the input's).
+    """
+    if dtype is None and allow_none:
+        return None
+    try:
+        resolved = None if dtype is None else jnp.dtype(dtype)  # jnp.dtype(None) would be float64
+    except (TypeError, ValueError):
+        resolved = None
+    if resolved is None or not jnp.issubdtype(resolved, jnp.floating):
+        expected = "a floating dtype" + (" or None" if allow_none else "")
+        raise TypeError(f"`{name}` must be {expected}. Received: {name}={dtype!r}")
+    return resolved

@@ -22,6 +22,8 @@ from .config import (
     InitSpec,
     ParamSpec,
     SEConfig,
+    as_config,
+    check_training,
     config_from_dict,
     knob_names,
     make_config,
@@ -43,7 +45,7 @@ from .convert import (
     to_framework_array,
 )
 from .eca import eca_backward, eca_forward
-from .params import KeyMismatchError, check_params, init_params
+from .params import KeyMismatchError, canonical_arrays, check_fits, check_params, init_params, real_arrays
 from .se import se_backward, se_forward
 
 SPEC_VERSION = "1.1"
@@ -62,10 +64,14 @@ __all__ = [
     "KeyMismatchError",
     "ParamSpec",
     "SEConfig",
+    "as_config",
     "backward",
+    "canonical_arrays",
     "cbam_backward",
     "cbam_forward",
+    "check_fits",
     "check_params",
+    "check_training",
     "config_from_dict",
     "eca_backward",
     "eca_forward",
@@ -84,6 +90,7 @@ __all__ = [
     "nest",
     "param_init",
     "param_layout",
+    "real_arrays",
     "save_checkpoint",
     "se_backward",
     "se_forward",

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from .config import Config, check_config
-from .params import check_params
+from .params import canonical_arrays, real_arrays
 
 
 def prepare(
@@ -18,8 +18,7 @@ def prepare(
     check_config(cfg)
     x = np.asarray(x)
     cfg.validate_input(x.shape, x.dtype, data_format=data_format, training=training)
-    check_params(cfg, params)
-    p = {k: np.asarray(v, dtype=np.float64) for k, v in params.items()}
+    p = {k: v.astype(np.float64, copy=False) for k, v in canonical_arrays(cfg, params).items()}
     x64 = x.astype(np.float64)
     return (x64 if data_format == "channels_first" else x64.transpose(0, 3, 1, 2)), p
 
@@ -31,7 +30,7 @@ def to_layout(a: np.ndarray, data_format: str, dtype: Any) -> np.ndarray:
 
 def cotangent(dy: Any, shape: tuple[int, ...], data_format: str) -> np.ndarray:
     """Check dy against the output's shape (in the caller's layout); return it as float64 NCHW."""
-    dy = np.asarray(dy, dtype=np.float64)
+    dy = real_arrays({"dy": dy}, what="`dy`")["dy"].astype(np.float64, copy=False)
     expected = shape if data_format == "channels_first" else (shape[0], shape[2], shape[3], shape[1])
     if dy.shape != expected:
         raise ValueError(f"`dy` must have the output's shape {expected}. Received: dy of shape {dy.shape}")

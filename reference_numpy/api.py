@@ -45,6 +45,10 @@ def backward(cfg: Config, dy: Any, cache: Cache) -> tuple[np.ndarray, dict[str, 
 
     ``grads`` has one float64 entry per trainable canonical name.
     """
+    if not isinstance(cache, (SECache, CBAMCache, ECACache)):
+        raise TypeError(
+            f"`cache` must be the cache a forward pass returned. Received: cache of type {type(cache).__name__}"
+        )
     if cache.cfg != cfg:
         raise ValueError(f"`cache` was made by a forward pass of {cache.cfg}, not of {cfg}")
     return _BACKWARD[type(check_config(cfg))](dy, cache)  # type: ignore[operator]

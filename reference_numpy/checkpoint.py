@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from .config import Config, check_config, config_from_dict
-from .params import check_params
+from .params import canonical_arrays
 
 FORMAT = "attnspec"
 FORMAT_VERSION = "1"
@@ -33,13 +33,31 @@ def save_checkpoint(path: str | os.PathLike[str], cfg: Config, params: Mapping[s
     >>> load_checkpoint(path)[0] == cfg
     True
     """
+    from safetensors import SafetensorError
     from safetensors.numpy import save_file
 
+    path = _check_path(path)
     check_config(cfg)
-    check_params(cfg, params)
-    tensors = {k: np.ascontiguousarray(np.asarray(v)) for k, v in params.items()}
+    # float arrays keep their dtype (bit-exact round trip); integers become float64; NumPy-less
+    # floats (ml_dtypes' bfloat16, float8) become float32, exactly
+    tensors = {
+        k: np.ascontiguousarray(v if v.dtype.kind == "f" else v.astype(np.float32))
+        for k, v in canonical_arrays(cfg, params).items()
+    }
     metadata = {"format": FORMAT, "format_version": FORMAT_VERSION, "module": cfg.module, "config": cfg.to_json()}
-    save_file(tensors, os.fspath(path), metadata=metadata)
+    try:
+        save_file(tensors, path, metadata=metadata)
+    except (SafetensorError, OSError) as e:
+        raise OSError(f"Could not write the checkpoint {path!r}: {e}") from e
+
+
+def _check_path(path: Any) -> str:
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"`path` must be a str or os.PathLike. Received: path={path!r} of type {type(path).__name__}")
+    text = os.fspath(path)
+    if not isinstance(text, str):
+        raise TypeError(f"`path` must be a str or os.PathLike of str. Received: path={path!r}")
+    return text
 
 
 def load_checkpoint(
@@ -48,17 +66,20 @@ def load_checkpoint(
     """Read a checkpoint; with ``expected``, also require that exact config.
 
     Every failure (not a file, not safetensors, truncated, another format or module or
-    config, missing/unexpected/mis-shaped keys) is a :class:`CheckpointError` that says
-    what was expected; nothing is returned half-loaded.
+    config, an invalid or absurd config, missing/unexpected/mis-shaped keys, tensors that are
+    not real numbers) is a :class:`CheckpointError` naming the file and saying what was
+    expected; nothing is returned half-loaded. ``save_checkpoint`` refuses bad params with the
+    errors of :func:`reference_numpy.canonical_arrays` and a failed write with an ``OSError``
+    naming the file.
     """
     from safetensors import SafetensorError, safe_open
 
-    path = os.fspath(path)
+    path = _check_path(path)
     try:
         with safe_open(path, framework="numpy") as f:
             metadata = f.metadata() or {}
             tensors = {k: f.get_tensor(k) for k in f.keys()}
-    except (SafetensorError, OSError, ValueError) as e:
+    except (SafetensorError, OSError, ValueError, TypeError, OverflowError, MemoryError) as e:
         raise CheckpointError(f"{path!r} is not a readable safetensors file: {e}") from e
     if metadata.get("format") != FORMAT:
         raise CheckpointError(
@@ -70,14 +91,16 @@ def load_checkpoint(
         )
     try:
         cfg = config_from_dict(json.loads(metadata.get("config", "")))
-    except (ValueError, TypeError) as e:
+    except (ValueError, TypeError, OverflowError) as e:
         raise CheckpointError(f"{path!r} has an invalid config in its metadata: {e}") from e
+    except RecursionError as e:
+        raise CheckpointError(f"{path!r} has an invalid config in its metadata: JSON nested too deeply") from e
     if metadata.get("module") != cfg.module:
         raise CheckpointError(f"{path!r} says module={metadata.get('module')!r} but its config is for {cfg.module!r}")
     if expected is not None and cfg != check_config(expected):
         raise CheckpointError(f"{path!r} holds a checkpoint for {cfg}, expected {expected}")
     try:
-        check_params(cfg, tensors, what=f"checkpoint {path!r}")
-    except ValueError as e:
+        arrays = canonical_arrays(cfg, tensors, what=f"checkpoint {path!r}")
+    except (ValueError, TypeError) as e:
         raise CheckpointError(str(e)) from e
-    return cfg, {k: v.astype(np.float64, copy=False) for k, v in tensors.items()}
+    return cfg, {k: v.astype(np.float64, copy=False) for k, v in arrays.items()}

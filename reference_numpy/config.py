@@ -25,11 +25,14 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, Literal, NamedTuple, TypeVar, Union
 
+import numpy as np
+
 __all__ = [
     "ACTIVATIONS",
     "CHANNEL_POOLS",
     "DATA_FORMATS",
     "GATES",
+    "MAX_SIZE",
     "SPATIAL_POOLS",
     "CBAMConfig",
     "Config",
@@ -37,7 +40,9 @@ __all__ = [
     "InitSpec",
     "ParamSpec",
     "SEConfig",
+    "as_config",
     "check_data_format",
+    "check_training",
     "config_from_dict",
     "knob_names",
     "make_config",
@@ -54,6 +59,8 @@ CHANNEL_POOLS = ("max", "mean")
 ROUNDINGS = ("floor", "nearest")
 ECA_PADDINGS = ("zeros", "circular")
 DATA_FORMATS = ("channels_first", "channels_last")
+MAX_SIZE = 2**31 - 1
+"""Largest size (channels, widths, kernel sizes) a config accepts or derives: every framework's int32 dimension limit."""
 
 
 class ParamSpec(NamedTuple):
@@ -84,7 +91,11 @@ class InitSpec(NamedTuple):
 
 
 def _fmt(value: Any) -> str:
-    return repr(value)
+    """``repr(value)``, shortened for huge ints and long reprs (an error message stays one readable line)."""
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 64:
+        return f"{'-' if value < 0 else ''}<an int of about {round(value.bit_length() * math.log10(2))} digits>"
+    text = repr(value)
+    return text if len(text) <= 200 else text[:200] + "..."
 
 
 def _check_int(name: str, value: Any, *, minimum: int) -> int:
@@ -92,13 +103,19 @@ def _check_int(name: str, value: Any, *, minimum: int) -> int:
         raise TypeError(f"`{name}` must be an int. Received: {name}={_fmt(value)} of type {type(value).__name__}")
     if value < minimum:
         raise ValueError(f"`{name}` must be an int >= {minimum}. Received: {name}={_fmt(value)}")
+    if value > MAX_SIZE:
+        raise ValueError(f"`{name}` must be an int <= {MAX_SIZE} (2**31 - 1). Received: {name}={_fmt(value)}")
     return value
 
 
 def _check_number(name: str, value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"`{name}` must be a number. Received: {name}={_fmt(value)} of type {type(value).__name__}")
-    if not math.isfinite(value):
+    try:
+        finite = math.isfinite(value)
+    except OverflowError:  # an int beyond float range
+        finite = False
+    if not finite:
         raise ValueError(f"`{name}` must be finite. Received: {name}={_fmt(value)}")
     return value
 
@@ -107,6 +124,24 @@ def _check_bool(name: str, value: Any) -> bool:
     if not isinstance(value, bool):
         raise TypeError(f"`{name}` must be a bool. Received: {name}={_fmt(value)} of type {type(value).__name__}")
     return value
+
+
+def check_training(training: Any, name: str = "training") -> Any:
+    """``training`` if it is a bool (Python or NumPy) or a 0-d boolean array/tensor (e.g. traced under
+    ``jax.jit``), else a TypeError: a string such as ``"no"`` is truthy and would silently train.
+
+    >>> check_training("no")
+    Traceback (most recent call last):
+    ...
+    TypeError: `training` must be a bool. Received: training='no' of type str
+    """
+    if isinstance(training, (bool, np.bool_)):
+        return training
+    dtype = getattr(training, "dtype", None)
+    if dtype is not None and str(getattr(dtype, "name", dtype)).replace("torch.", "") == "bool":
+        if tuple(getattr(training, "shape", ())) == ():
+            return training
+    raise TypeError(f"`{name}` must be a bool. Received: {name}={_fmt(training)} of type {type(training).__name__}")
 
 
 def _check_choice(name: str, value: Any, choices: Sequence[str]) -> str:
@@ -144,6 +179,12 @@ def _check_rd(cfg: SEConfig | CBAMConfig) -> None:
     _check_choice("rd_round", cfg.rd_round, ROUNDINGS)
     _check_choice("act", cfg.act, ACTIVATIONS)
     _check_choice("gate", cfg.gate, GATES)
+    hidden = _hidden(cfg)
+    if hidden > MAX_SIZE:
+        raise ValueError(
+            f"The hidden width must be <= {MAX_SIZE}. Received: channels={cfg.channels}, rd_ratio={_fmt(cfg.rd_ratio)}, "
+            f"rd_divisor={cfg.rd_divisor}, rd_round={cfg.rd_round!r}, which give {hidden}"
+        )
 
 
 def _hidden(cfg: SEConfig | CBAMConfig) -> int:
@@ -180,7 +221,12 @@ class _ConfigBase:
     @classmethod
     def from_dict(cls: type[C], d: Mapping[str, Any]) -> C:
         """Inverse of :meth:`to_dict`; unknown keys are an error, never ignored."""
+        if not isinstance(d, Mapping):
+            raise TypeError(f"{cls.__name__}.from_dict expects a mapping. Received: {type(d).__name__}")
         d = dict(d)
+        bad = [k for k in d if not isinstance(k, str)]
+        if bad:
+            raise TypeError(f"{cls.__name__}.from_dict expects string keys. Received: keys {_fmt(bad)}")
         module = d.pop("module", cls.module)
         if module != cls.module:
             raise ValueError(f"{cls.__name__}.from_dict expects module={cls.module!r}. Received: module={module!r}")
@@ -226,6 +272,7 @@ class _ConfigBase:
         ValueError: SE(channels=64) expects 64 input channels on axis 1 (data_format="channels_first"). Received input of shape (2, 32, 8, 8).
         """
         check_data_format(data_format)
+        check_training(training)
         shape = tuple(int(s) if s is not None else -1 for s in shape)
         name = f"{self.module.upper()}(channels={self.channels})"
         dtype_name = str(getattr(dtype, "name", dtype)).replace("torch.", "")
@@ -341,7 +388,7 @@ class CBAMConfig(_ConfigBase):
         _check_odd("spatial_kernel_size", self.spatial_kernel_size)
         order = _as_tuple("spatial_pool_order", self.spatial_pool_order)
         object.__setattr__(self, "spatial_pool_order", order)
-        if sorted(order) != sorted(CHANNEL_POOLS):
+        if not all(isinstance(q, str) for q in order) or sorted(order) != sorted(CHANNEL_POOLS):
             raise ValueError(
                 f"`spatial_pool_order` must be ('max', 'mean') or ('mean', 'max'). Received: spatial_pool_order={order}"
             )
@@ -387,6 +434,13 @@ class ECAConfig(_ConfigBase):
         if _check_number("gamma", self.gamma) == 0:
             raise ValueError(f"`gamma` must be non-zero. Received: gamma={_fmt(self.gamma)}")
         _check_number("beta", self.beta)
+        t = abs((math.log2(self.channels) + self.beta) / self.gamma)  # psi(C) before rounding; may be inf
+        if not t < MAX_SIZE:
+            raise ValueError(
+                f"`gamma` and `beta` must give an adaptive kernel size <= {MAX_SIZE}. "
+                f"Received: gamma={_fmt(self.gamma)}, beta={_fmt(self.beta)} (channels={self.channels}), "
+                f"which give |log2(channels) + beta| / gamma = {t:.4g}"
+            )
         _check_choice("padding", self.padding, ECA_PADDINGS)
         _check_bool("bias", self.bias)
         _check_choice("gate", self.gate, GATES)
@@ -420,7 +474,7 @@ def config_from_dict(d: Mapping[str, Any]) -> Config:
     if not isinstance(d, Mapping):
         raise TypeError(f"A config must be a mapping with a 'module' key. Received: {type(d).__name__}")
     module = d.get("module")
-    if module not in CONFIG_TYPES:
+    if not isinstance(module, str) or module not in CONFIG_TYPES:
         raise ValueError(f"`module` must be one of {', '.join(map(repr, CONFIG_TYPES))}. Received: module={module!r}")
     return CONFIG_TYPES[module].from_dict(d)  # type: ignore[return-value]
 
@@ -457,9 +511,34 @@ def knob_names(module: str) -> tuple[str, ...]:
     return tuple(f.name for f in dataclasses.fields(CONFIG_TYPES[module]) if f.name != "channels")
 
 
+def as_config(cfg: Any) -> Config:
+    """A spec config from a config or its :meth:`to_dict` (a plain mapping with a ``"module"`` key).
+
+    What every port's ``from_config`` accepts (Keras's convention: ``from_config`` takes a dict).
+
+    >>> as_config({"module": "eca", "channels": 16}) == ECAConfig(16)
+    True
+    >>> as_config("se")
+    Traceback (most recent call last):
+    ...
+    TypeError: `cfg` must be an SEConfig, CBAMConfig or ECAConfig, or a dict from its to_dict(). Received: cfg='se' of type str
+    """
+    if isinstance(cfg, Mapping):
+        return config_from_dict(cfg)
+    if not isinstance(cfg, (SEConfig, CBAMConfig, ECAConfig)):
+        raise TypeError(
+            "`cfg` must be an SEConfig, CBAMConfig or ECAConfig, or a dict from its to_dict(). "
+            f"Received: cfg={_fmt(cfg)} of type {type(cfg).__name__}"
+        )
+    return cfg
+
+
 def check_config(cfg: Any) -> Config:
     if not isinstance(cfg, (SEConfig, CBAMConfig, ECAConfig)):
-        raise TypeError(f"Expected an SEConfig, CBAMConfig or ECAConfig. Received: {type(cfg).__name__}")
+        raise TypeError(
+            "`cfg` must be a spec config. Expected an SEConfig, CBAMConfig or ECAConfig. "
+            f"Received: cfg={_fmt(cfg)} of type {type(cfg).__name__}"
+        )
     return cfg
 
 

@@ -19,7 +19,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from .config import Config, check_config, param_layout
-from .params import check_params, match_keys
+from .params import check_params, match_keys, real_arrays
 
 __all__ = [
     "FRAMEWORKS",
@@ -342,8 +342,9 @@ def import_state_dict(
         block,
         {key: shape for key, _, shape in theirs.values()},
     )
+    arrays = real_arrays({key: block[key] for key, _, _ in theirs.values()}, what=f"{source!r} state dict")
     return {
-        name: table.transforms.get(kind, (_same, _same))[1](_to_numpy(block[key]).astype(np.float64))
+        name: table.transforms.get(kind, (_same, _same))[1](arrays[key].astype(np.float64))
         for name, (key, kind, _) in theirs.items()
     }
 

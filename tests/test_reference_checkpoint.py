@@ -277,3 +277,61 @@ def test_tensor_problems_are_named_all_at_once(change, match, tmp_path):
 
 def test_checkpoint_error_is_a_value_error():
     assert issubclass(CheckpointError, ValueError)
+
+
+# ----------------------------------------------------------------------------- issue #14
+
+
+def _with_config(tmp_path, config_text, name="c"):
+    cfg = ECAConfig(16, kernel_size=3)
+    path = tmp_path / name
+    save_file(
+        {"conv.weight": np.zeros(3)},
+        str(path),
+        metadata={"format": "attnspec", "format_version": "1", "module": "eca", "config": config_text},
+    )
+    return cfg, str(path)
+
+
+@pytest.mark.parametrize(
+    ("config_text", "match"),
+    [
+        pytest.param(json.dumps({"module": "eca", "channels": 16, "gamma": 5e-324}), "`gamma`", id="overflow_gamma"),
+        pytest.param('{"module": "eca", "channels": 1' + "0" * 400 + "}", "`channels`", id="huge_int"),
+        pytest.param('{"module": "eca", "channels": 16, "beta": 1e999}', "`beta` must be finite", id="inf_literal"),
+        pytest.param("[" * 100_000 + "]" * 100_000, "nested too deeply", id="recursion"),
+        pytest.param('{"module": ["eca"], "channels": 16}', "`module`", id="module_list"),
+        pytest.param('{"module": "eca", "channels": "16"}', "`channels` must be an int", id="wrong_type"),
+    ],
+)
+def test_every_config_failure_is_a_checkpoint_error_naming_the_file(tmp_path, config_text, match):
+    _, path = _with_config(tmp_path, config_text)
+    with pytest.raises(CheckpointError, match=match) as info:
+        load_checkpoint(path)
+    assert repr(path) in str(info.value)
+
+
+@pytest.mark.parametrize(("dtype", "what"), [(bool, "bools"), (np.complex64, "complex numbers")])
+def test_tensors_that_are_not_real_numbers_are_refused(tmp_path, dtype, what):
+    cfg = ECAConfig(16, kernel_size=3)
+    path = tmp_path / "c"
+    save_file({"conv.weight": np.ones(3, dtype)}, str(path), metadata=_metadata(cfg))
+    with pytest.raises(CheckpointError, match=rf"conv\.weight \(an array of {what}"):
+        load_checkpoint(path)
+
+
+def test_save_failures_are_os_errors_naming_the_file(tmp_path):
+    cfg = ECAConfig(16, kernel_size=3)
+    target = tmp_path / "missing_dir" / "c.safetensors"
+    with pytest.raises(OSError, match="Could not write the checkpoint") as info:
+        save_checkpoint(target, cfg, {"conv.weight": np.zeros(3)})
+    assert repr(str(target)) in str(info.value)
+    with pytest.raises(TypeError, match=r"`path` must be a str or os\.PathLike"):
+        save_checkpoint(None, cfg, {"conv.weight": np.zeros(3)})
+
+
+def test_save_refuses_none_values_by_key(tmp_path):
+    cfg = ECAConfig(16, kernel_size=3)
+    with pytest.raises(TypeError, match=r"conv\.weight \(an array of Python objects"):
+        save_checkpoint(tmp_path / "c", cfg, {"conv.weight": np.full(3, None)})
+    assert not (tmp_path / "c").exists()

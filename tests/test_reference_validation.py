@@ -565,3 +565,74 @@ def test_configs_are_frozen_and_replace_revalidates():
         ValueError, match=r"`spatial_kernel_size` must be an odd int >= 1\. Received: spatial_kernel_size=6"
     ):
         cfg.replace(spatial_kernel_size=6)
+
+
+# ----------------------------------------------------------------------------- bounds (issue #14)
+
+
+@pytest.mark.parametrize(
+    ("call", "match"),
+    [
+        pytest.param(
+            lambda: ECAConfig(channels=16, gamma=5e-324),
+            r"`gamma` and `beta` must give an adaptive kernel size <= 2147483647\. Received: gamma=5e-324, beta=1 "
+            r"\(channels=16\), which give \|log2\(channels\) \+ beta\| / gamma = inf",
+            id="eca_gamma_denormal",
+        ),
+        pytest.param(
+            lambda: SEConfig(channels=10**400),
+            r"`channels` must be an int <= 2147483647 \(2\*\*31 - 1\)\. Received: channels=<an int of about 400 digits>",
+            id="se_channels_huge",
+        ),
+        pytest.param(
+            lambda: SEConfig(16, rd_channels=2**31), r"`rd_channels` must be an int <= 2147483647", id="rd_channels"
+        ),
+        pytest.param(
+            lambda: CBAMConfig(16, spatial_kernel_size=2**31 + 1),
+            r"`spatial_kernel_size` must be an int <= 2147483647",
+            id="spatial_kernel",
+        ),
+        pytest.param(
+            lambda: SEConfig(2**31 - 1, rd_ratio=1, rd_divisor=2, rd_round="nearest"),
+            r"The hidden width must be <= 2147483647\. Received: .* which give 2147483648",
+            id="hidden",
+        ),
+        pytest.param(lambda: SEConfig(16, rd_ratio=10**400), r"`rd_ratio` must be finite", id="rd_ratio_huge_int"),
+        pytest.param(
+            lambda: CBAMConfig(16, spatial_pool_order=("max", 1)),
+            r"`spatial_pool_order` must be \('max', 'mean'\) or \('mean', 'max'\)\. Received: spatial_pool_order=\('max', 1\)",
+            id="pool_order_int",
+        ),
+    ],
+)
+def test_every_size_is_bounded_at_construction(call, match):
+    with pytest.raises(ValueError, match=match):
+        call()
+
+
+def test_the_largest_sizes_are_accepted():
+    cfg = SEConfig(2**31 - 1, rd_channels=2**31 - 1)
+    assert cfg.hidden == 2**31 - 1
+    assert ECAConfig(2**31 - 1, kernel_size=2**31 - 1).effective_kernel_size == 2**31 - 1
+
+
+@pytest.mark.parametrize("training", ["no", "", 1, 0, None, 0.5, np.array([True, False])])
+def test_training_must_be_a_bool(training):
+    cfg = CBAMConfig(8, rd_channels=2)
+    with pytest.raises(TypeError, match=r"`training` must be a bool\. Received: training="):
+        ref.forward(cfg, ref.init_params(cfg), np.ones((2, 8, 3, 4)), training=training)
+
+
+@pytest.mark.parametrize("training", [True, np.bool_(True), np.array(True)])
+def test_training_bools_are_accepted(training):
+    cfg = CBAMConfig(8, rd_channels=2)
+    _, _, state = ref.forward(cfg, ref.init_params(cfg), np.ones((2, 8, 3, 4)), training=training)
+    assert sorted(state) == ["spatial.bn.running_mean", "spatial.bn.running_var"]
+
+
+def test_as_config_takes_a_config_or_its_dict():
+    cfg = CBAMConfig.preset("timm", channels=8)
+    assert ref.as_config(cfg) is cfg
+    assert ref.as_config(cfg.to_dict()) == cfg
+    with pytest.raises(TypeError, match=r"`cfg` must be an SEConfig, CBAMConfig or ECAConfig, or a dict"):
+        ref.as_config(["cbam"])

@@ -11,8 +11,19 @@ import keras
 import numpy as np
 from keras import ops
 
-from reference_numpy import Config, InitSpec, framework_layout, from_framework, make_config, param_init, to_framework
+from reference_numpy import (
+    Config,
+    InitSpec,
+    as_config,
+    canonical_arrays,
+    check_training,
+    framework_layout,
+    from_framework,
+    make_config,
+    param_init,
+)
 from reference_numpy.config import check_data_format
+from reference_numpy.convert import to_framework_array
 
 from ._ops import POOLS, Layout, accumulation_dtype, gate
 
@@ -112,6 +123,8 @@ class AttentionLayer(keras.layers.Layer, Generic[ConfigT]):
 
     def call(self, inputs: Any, training: bool | None = None) -> Any:
         # As Keras's BatchNormalization: a frozen layer (trainable=False) runs its BN in inference mode.
+        # None is Keras's "not given" (inference); anything but a bool is refused, never truth-tested.
+        training = False if training is None else check_training(training)
         training = bool(training) and self.trainable
         self._spec.validate_input(inputs.shape, inputs.dtype, data_format=self.data_format, training=training)
         acc = accumulation_dtype(self.compute_dtype)
@@ -147,8 +160,13 @@ class AttentionLayer(keras.layers.Layer, Generic[ConfigT]):
         return gate(x, g, over, self._layout)
 
 
-def from_config(cfg: Config, **layer_kwargs: Any) -> AttentionLayer[Any]:
-    """The layer computing spec config ``cfg``; ``layer_kwargs`` are ``data_format`` and Keras's (name, dtype, ...)."""
+def from_config(cfg: Config | Mapping[str, Any], **layer_kwargs: Any) -> AttentionLayer[Any]:
+    """The layer computing spec config ``cfg`` (or its ``to_dict()``, Keras's convention); ``layer_kwargs`` are
+    ``data_format`` and Keras's (name, dtype, ...).
+
+    (A layer's own ``get_config()`` goes back through the class: ``tf_impl.CBAM.from_config(layer.get_config())``.)
+    """
+    cfg = as_config(cfg)
     knobs = {k: v for k, v in cfg.to_dict().items() if k != "module"}
     return LAYERS[cfg.module](**knobs, **layer_kwargs)
 
@@ -172,9 +190,31 @@ def to_canonical(layer: AttentionLayer[Any]) -> dict[str, np.ndarray]:
     return from_framework(layer.config, tensors, "keras")
 
 
-def load_canonical(layer: AttentionLayer[Any], params: Mapping[str, Any]) -> AttentionLayer[Any]:
-    """Assign canonical ``params`` to the built ``layer``; every missing, unexpected or mis-shaped key in one error."""
+def load_canonical(layer: AttentionLayer[Any], params: Mapping[str, Any], strict: bool = True) -> AttentionLayer[Any]:
+    """Assign canonical ``params`` to the built ``layer``; returns ``layer``.
+
+    Everything is checked and converted to the variables' dtypes before anything is assigned
+    (``reference_numpy.canonical_arrays``): every missing (when ``strict``), unexpected or
+    mis-shaped key in one ``KeyMismatchError``, values that are not real numbers in one
+    ``TypeError``, finite values that would overflow a variable's dtype in one ``ValueError``.
+    With ``strict=False`` a subset of the canonical names is loaded.
+    """
     variables = _check_layer(layer).keras_weights
-    for key, value in to_framework(layer.config, params, "keras").items():
-        variables[key].assign(value)  # converted to the variable's dtype (round to nearest)
+    if not isinstance(strict, bool):
+        raise TypeError(f"`strict` must be a bool. Received: strict={strict!r} of type {type(strict).__name__}")
+    layout = framework_layout(layer.config, "keras")
+    targets = {name: variables[p.key] for name, p in layout.items()}
+    arrays = canonical_arrays(
+        layer.config,
+        params,
+        what="canonical params",
+        strict=strict,
+        dtypes={name: v.dtype for name, v in targets.items()},
+    )
+    staged = {
+        name: ops.convert_to_tensor(to_framework_array(layout[name].kind, a, "keras"), dtype=targets[name].dtype)
+        for name, a in arrays.items()
+    }  # rounded to the variable's dtype (to nearest)
+    for name, value in staged.items():
+        targets[name].assign(value)
     return layer

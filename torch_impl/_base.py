@@ -17,10 +17,17 @@ import numpy as np
 import torch
 from torch import nn
 
-from reference_numpy import Config, framework_layout, from_framework, make_config, param_init, param_layout
+from reference_numpy import (
+    Config,
+    canonical_arrays,
+    framework_layout,
+    from_framework,
+    make_config,
+    param_init,
+    param_layout,
+)
 from reference_numpy.config import CONFIG_TYPES, check_config
 from reference_numpy.convert import to_framework_array
-from reference_numpy.params import match_keys
 
 __all__ = ["AttentionModule", "from_config", "load_canonical", "to_canonical"]
 
@@ -164,10 +171,13 @@ def to_canonical(module: AttentionModule) -> dict[str, np.ndarray]:
 
 
 def load_canonical(module: AttentionModule, params: Mapping[str, Any], strict: bool = True) -> AttentionModule:
-    """Copy canonical arrays (NumPy or tensors, any float dtype) into ``module``; returns ``module``.
+    """Copy canonical arrays (NumPy or tensors, any float or integer dtype) into ``module``; returns ``module``.
 
-    Every missing (when ``strict``), unexpected and mis-shaped key is reported in one
-    ``KeyMismatchError``; with ``strict=False`` a subset of the canonical names is loaded.
+    Everything is checked and converted before anything is copied (``reference_numpy.canonical_arrays``):
+    every missing (when ``strict``), unexpected and mis-shaped key in one ``KeyMismatchError``;
+    None, object, string, bool and complex values and meta-device tensors in one ``TypeError``;
+    finite values that would overflow the module's dtype in one ``ValueError``. On any error
+    the module is unchanged. With ``strict=False`` a subset of the canonical names is loaded.
 
     >>> import numpy as np, torch_impl
     >>> se = torch_impl.SqueezeExcite(32, rd_channels=4)
@@ -176,17 +186,26 @@ def load_canonical(module: AttentionModule, params: Mapping[str, Any], strict: b
     ...
     reference_numpy.params.KeyMismatchError: canonical params does not match the expected layout; missing keys: fc1.bias, fc2.weight, fc2.bias; unexpected keys: fc9.bias.
     """
-    layout = param_layout(module.config)
-    match_keys("canonical params", params, {k: s.shape for k, s in layout.items() if strict or k in params})
+    if not isinstance(module, AttentionModule):
+        raise TypeError(f"`module` must be an attnspec PyTorch module. Received: {type(module).__name__}")
+    _check_strict(strict)
     tensors = _tensors(module)
+    arrays = canonical_arrays(
+        module.config, params, what="canonical params", strict=strict, dtypes={k: t.dtype for k, t in tensors.items()}
+    )
+    layout = param_layout(module.config)
+    staged = {
+        name: torch.from_numpy(np.ascontiguousarray(to_framework_array(layout[name].kind, a, "torch"))).to(
+            tensors[name].dtype
+        )
+        for name, a in arrays.items()
+    }
     with torch.no_grad():
-        for name, value in params.items():
-            array = to_framework_array(layout[name].kind, _as_numpy(value), "torch")
-            tensors[name].copy_(torch.from_numpy(np.ascontiguousarray(array)))
+        for name, value in staged.items():
+            tensors[name].copy_(value)
     return module
 
 
-def _as_numpy(value: Any) -> np.ndarray:
-    if isinstance(value, torch.Tensor):
-        return value.detach().cpu().to(torch.float64).numpy()
-    return np.asarray(value, dtype=np.float64)
+def _check_strict(strict: Any) -> None:
+    if not isinstance(strict, bool):
+        raise TypeError(f"`strict` must be a bool. Received: strict={strict!r} of type {type(strict).__name__}")

@@ -8,9 +8,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
-from reference_numpy import Config
+from reference_numpy import Config, as_config
 
 from ._base import Attention
 from .cbam import CBAM
@@ -23,6 +24,7 @@ __all__ = ["CBAM", "ECA", "Attention", "SqueezeExcite", "from_canonical", "from_
 _CLASSES: dict[str, type[Attention]] = {"se": SqueezeExcite, "cbam": CBAM, "eca": ECA}
 
 
-def from_config(cfg: Config, **options: Any) -> Attention:
-    """The Linen module for a spec config; ``options`` are module fields (``data_format``, ``dtype``, ...)."""
+def from_config(cfg: Config | Mapping[str, Any], **options: Any) -> Attention:
+    """The Linen module for a spec config or its ``to_dict()``; ``options`` are module fields (``data_format``, ``dtype``, ...)."""
+    cfg = as_config(cfg)
     return _CLASSES[cfg.module](config=cfg, **options)

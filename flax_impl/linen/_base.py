@@ -10,9 +10,10 @@ import jax
 import jax.numpy as jnp
 
 from reference_numpy import Config, make_config
+from reference_numpy.config import check_data_format
 
 from .. import _ops
-from .._layout import PARAMS, Entry, entries, initializer, split
+from .._layout import PARAMS, Entry, entries, float_dtype, initializer, split
 
 
 class _Scope(nn.Module):
@@ -79,6 +80,10 @@ class Attention(nn.Module):
             raise TypeError(
                 f"{type(self).__name__} expects a {self.spec_module.upper()} config. Received: config={self.config!r}"
             )
+        # checked when the module is built, not at its first call
+        check_data_format(self.data_format)
+        float_dtype("dtype", self.dtype, allow_none=True)
+        float_dtype("param_dtype", self.param_dtype)
         super().__post_init__()
 
     @classmethod

@@ -9,11 +9,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from flax import nnx
 
-from reference_numpy import Config, knob_names
+from reference_numpy import Config, as_config, knob_names
 
 from ._base import Attention
 from .cbam import CBAM
@@ -26,7 +27,8 @@ __all__ = ["CBAM", "ECA", "Attention", "SqueezeExcite", "from_config", "load_can
 _CLASSES: dict[str, type[Attention]] = {"se": SqueezeExcite, "cbam": CBAM, "eca": ECA}
 
 
-def from_config(cfg: Config, *, rngs: nnx.Rngs, **options: Any) -> Attention:
-    """The NNX module for a spec config; ``options`` are constructor options (``data_format``, ``dtype``, ...)."""
+def from_config(cfg: Config | Mapping[str, Any], *, rngs: nnx.Rngs, **options: Any) -> Attention:
+    """The NNX module for a spec config or its ``to_dict()``; ``options`` are constructor options (``data_format``, ``dtype``, ...)."""
+    cfg = as_config(cfg)
     knobs = {k: getattr(cfg, k) for k in knob_names(cfg.module)}
     return _CLASSES[cfg.module](cfg.channels, rngs=rngs, **knobs, **options)

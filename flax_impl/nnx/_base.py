@@ -11,9 +11,10 @@ import jax.numpy as jnp
 from flax import nnx
 
 from reference_numpy import knob_names, make_config
+from reference_numpy.config import check_data_format
 
 from .. import _ops
-from .._layout import PARAMS, entries, initializer, split
+from .._layout import PARAMS, entries, float_dtype, initializer, split
 
 
 class Node(nnx.Module):
@@ -87,6 +88,9 @@ class Attention(nnx.Module):
         **knobs: Any,
     ) -> None:
         self.config = make_config(self.spec_module, channels, preset=preset, **knobs)
+        check_data_format(data_format)
+        float_dtype("dtype", dtype, allow_none=True)
+        float_dtype("param_dtype", param_dtype)
         self.data_format, self.dtype, self.param_dtype = data_format, dtype, param_dtype
         for e in entries(self.config):
             *path, leaf = e.key.split(".")

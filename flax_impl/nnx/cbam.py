@@ -7,6 +7,8 @@ from typing import Any, ClassVar
 import jax
 from flax import nnx
 
+from reference_numpy import check_training
+
 from ._base import Attention
 
 
@@ -56,9 +58,11 @@ class CBAM(Attention):
         **kwargs: Any,
     ) -> None:
         super().__init__(channels, rngs=rngs, **kwargs)
+        check_training(use_running_average, "use_running_average")
         self.use_running_average, self.axis_name = use_running_average, axis_name
 
     def __call__(self, x: jax.Array, use_running_average: bool | None = None) -> jax.Array:
         """``x`` scaled by the attention; ``use_running_average`` overrides the module's mode."""
         running = self.use_running_average if use_running_average is None else use_running_average
+        check_training(running, "use_running_average")  # "no" is truthy: it must not silently mean True
         return self._run(x, not running, self.axis_name)

@@ -8,32 +8,52 @@ from typing import Any
 import jax.numpy as jnp
 import numpy as np
 
-from reference_numpy import from_framework, to_framework
+from reference_numpy import canonical_arrays, framework_layout, from_framework
+from reference_numpy.convert import to_framework_array
 
 from .._layout import entries, variable_key
 from ._base import Attention
 
 
-def load_canonical(module: Attention, params: Mapping[str, Any]) -> None:
-    """Set ``module``'s weights and running statistics from canonical params, in place.
+def load_canonical(module: Attention, params: Mapping[str, Any], strict: bool = True) -> Attention:
+    """Set ``module``'s weights and running statistics from canonical params, in place; returns ``module``.
 
-    Each array is cast to the dtype of the variable it replaces. Every missing, unexpected or
-    mis-shaped canonical key is reported in one ``reference_numpy.KeyMismatchError``, before
-    anything is changed.
+    Each array is cast to the dtype of the variable it replaces. Everything is checked and
+    converted before anything is changed (``reference_numpy.canonical_arrays``): every missing
+    (when ``strict``), unexpected or mis-shaped canonical key in one
+    ``reference_numpy.KeyMismatchError``, values that are not real numbers in one ``TypeError``,
+    finite values that would overflow a variable's dtype in one ``ValueError``. With
+    ``strict=False`` a subset of the canonical names is loaded.
 
     >>> from flax import nnx
     >>> from reference_numpy import ECAConfig, init_params
     >>> from flax_impl.nnx import ECA, to_canonical
     >>> eca = ECA(64, kernel_size=5, rngs=nnx.Rngs(0))
-    >>> load_canonical(eca, {"conv.weight": [0.0, 0.5, 1.0, 0.5, 0.0]})
+    >>> _ = load_canonical(eca, {"conv.weight": [0.0, 0.5, 1.0, 0.5, 0.0]})
     >>> eca.conv.kernel.shape, to_canonical(eca)["conv.weight"].tolist()
     ((5, 1, 1), [0.0, 0.5, 1.0, 0.5, 0.0])
     """
-    flat = to_framework(module.config, params, "flax")
+    if not isinstance(module, Attention):
+        raise TypeError(f"`module` must be an attnspec NNX module. Received: {type(module).__name__}")
+    if not isinstance(strict, bool):
+        raise TypeError(f"`strict` must be a bool. Received: strict={strict!r} of type {type(strict).__name__}")
     variables = module._variables()
-    for e in entries(module.config):
-        var = variables[e.key]
-        var.set_value(jnp.asarray(flat[variable_key(e)], dtype=var.get_value().dtype))
+    layout = framework_layout(module.config, "flax")
+    by_name = {name: variables[".".join(p.path[1:])] for name, p in layout.items()}
+    arrays = canonical_arrays(
+        module.config,
+        params,
+        what="canonical params",
+        strict=strict,
+        dtypes={name: var.get_value().dtype for name, var in by_name.items()},
+    )
+    staged = {
+        name: jnp.asarray(to_framework_array(layout[name].kind, a, "flax"), dtype=by_name[name].get_value().dtype)
+        for name, a in arrays.items()
+    }
+    for name, value in staged.items():
+        by_name[name].set_value(value)
+    return module
 
 
 def to_canonical(module: Attention) -> dict[str, np.ndarray]:
