@@ -16,6 +16,7 @@ import importlib
 import json
 import os
 import sys
+import traceback
 from collections.abc import Callable, Sequence
 
 from .adapters import ADAPTERS, get_adapter, is_installed
@@ -192,8 +193,31 @@ def _vectors_check(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``python -m conformance`` and ``attnspec-conformance``; returns the exit status."""
+    """Entry point of ``python -m conformance`` and ``attnspec-conformance``; returns the exit status.
+
+    0 when everything checked passed, 1 on a failure, 2 on a usage mistake; an unexpected error is
+    one line on stderr (exit 1), with its traceback only under ``--debug``.
+    """
     args_list = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args_list
+    if debug and (not args_list or args_list[0] != "verify"):
+        args_list.remove("--debug")
+    try:
+        return _main(args_list)
+    except SystemExit as e:
+        return e.code if isinstance(e.code, int) else 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 1
+    except Exception as e:
+        if debug:
+            traceback.print_exc()
+        lines = str(e).strip().splitlines()
+        print(f"error: {type(e).__name__}: {lines[0][:500] if lines else ''}", file=sys.stderr)
+        return 1
+
+
+def _main(args_list: list[str]) -> int:
     if args_list and args_list[0] == "verify":
         return _verify(args_list[1:])
     if not args_list or args_list[0] not in (*SUBCOMMANDS, "-h", "--help"):

@@ -41,6 +41,15 @@ from .convert import (
     to_framework,
     to_framework_array,
 )
+from .describe import (
+    describe,
+    differences,
+    effective_knobs,
+    equivalent,
+    nearest_preset,
+    preset_configs,
+    width_knobs,
+)
 from .eca import eca_backward, eca_forward
 from .params import KeyMismatchError, check_params, init_params
 from .se import se_backward, se_forward
@@ -65,8 +74,12 @@ __all__ = [
     "cbam_forward",
     "check_params",
     "config_from_dict",
+    "describe",
+    "differences",
     "eca_backward",
     "eca_forward",
+    "effective_knobs",
+    "equivalent",
     "export_state_dict",
     "flatten",
     "forward",
@@ -78,12 +91,15 @@ __all__ = [
     "knob_names",
     "load_checkpoint",
     "make_config",
+    "nearest_preset",
     "nest",
     "param_init",
     "param_layout",
+    "preset_configs",
     "save_checkpoint",
     "se_backward",
     "se_forward",
     "to_framework",
     "to_framework_array",
+    "width_knobs",
 ]
