@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib
-import pickle
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -16,10 +15,10 @@ from ..runner import exception_line as _last_line
 from .binding import FRAMEWORKS, MODULES, Structure, _canonical, _structure
 from .check import ThirdPartyAdapter, _cases, _full_check_failures, _probe, own_weights_case, precision_sentences
 from .diagnosis import _why_not, structural_findings
-from .identify import _identify
+from .identify import _identify, off_spec_findings
 from .report import VerifyReport
 from .targets import framework_of, make_backend
-from .worker import DEFAULT_TIMEOUT, TargetDied, calling, run_isolated
+from .worker import DEFAULT_TIMEOUT, TargetDied, calling, cannot_fork, run_isolated
 
 __all__ = ["DEFAULT_TIMEOUT", "TargetImportError", "load_target", "resolve_kwargs", "verify"]
 
@@ -201,20 +200,19 @@ def verify(
     name = target if isinstance(target, str) else _label(target)
     if not isolate:
         return _verify_here(target, **kwargs)
-    try:
-        return run_isolated(_verify_here, (target,), kwargs, framework=framework, timeout=timeout)  # type: ignore[no-any-return]
-    except TargetDied as e:
-        return VerifyReport(name, module, framework, False, None, None, [str(e)], [], mapping=mapping)
-    except TargetImportError as e:
-        return VerifyReport(name, module, framework, False, None, None, [str(e)], [], mapping=mapping)
-    except (pickle.PicklingError, TypeError, AttributeError) as e:
-        if isinstance(target, str) or "pickle" not in str(e).lower():
-            raise
+    unsafe = cannot_fork(framework)
+    if unsafe is not None:
         report = _verify_here(target, **kwargs)
         report.diagnosis.insert(
-            0, f"checked in this process, without a time limit: the instance cannot be sent to a worker process ({e})"
+            0,
+            f"checked in this process, without a time limit: this process has started {unsafe}, which a forked "
+            "worker cannot run (the command line, which starts no framework itself, always isolates the target)",
         )
         return report
+    try:
+        return run_isolated(_verify_here, (target,), kwargs, timeout=timeout)  # type: ignore[no-any-return]
+    except (TargetDied, TargetImportError) as e:
+        return VerifyReport(name, module, framework, False, None, None, [str(e)], [], mapping=mapping)
 
 
 def _label(target: Any) -> str:
@@ -360,6 +358,7 @@ def _check(
 
     # 4. does its forward run at all, and in which precision?
     dtypes, sentences = _probe(backend, obj, c, seed, sample)
+    probe_said = [t for t in sentences if "float64" not in t and "precision" not in t]
     diagnosis += sentences + s.notes
     dialect = (module, mapping) if layout_ok and (module, mapping) in THIRD_PARTY else None
     adapter = ThirdPartyAdapter(backend, s.bindings, f"{label} ({framework})", dtypes, dialect)
@@ -368,6 +367,15 @@ def _check(
     why_not = _why_not(module, s)
     diagnosis += why_not
     found, sentences, judged = _identify(module, s, adapter, dtypes[0], seed, requested_possible=not why_not)
+    if found is not None and not found[1] and not probe_said:
+        # no configuration matches although the structure fits: an off-spec computation, said in plain words,
+        # before any "closest configuration"
+        said, identified = off_spec_findings(module, s, adapter, dtypes[0], seed, judged)
+        if said:
+            return VerifyReport(name, module, framework, False, identified, None, [*diagnosis, *said], [], **common)
+    if found is not None and not found[1] and probe_said:  # broken on its own: no "closest" to offer
+        sentences = [t.split("; the closest is")[0] for t in sentences]
+        found = None
     diagnosis += sentences
     if found is None:
         return VerifyReport(name, module, framework, False, None, None, diagnosis, [], **common)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -24,6 +24,7 @@ from reference_numpy import (
 )
 from reference_numpy.config import ACTIVATIONS, ECA_PADDINGS, GATES, SPATIAL_POOLS
 
+from ..adapters.base import Outputs
 from ..cases import Case
 from ..compare import Comparison
 from ..runner import compare_outputs, reference_outputs
@@ -100,8 +101,9 @@ class _Trial:
 def _rel(a: np.ndarray | None, r: np.ndarray) -> float:
     if a is None or np.shape(a) != np.shape(r):
         return math.inf
-    err = float(np.linalg.norm(np.nan_to_num(np.asarray(a, np.float64) - r, nan=1e300)))
-    return err / (float(np.linalg.norm(r)) + 1e-300)
+    with np.errstate(over="ignore", invalid="ignore"):
+        err = float(np.linalg.norm(np.nan_to_num(np.asarray(a, np.float64) - r, nan=1e300)))
+        return err / (float(np.linalg.norm(r)) + 1e-300)
 
 
 class _Search:
@@ -273,3 +275,107 @@ def _match_sentences(cfg: Config, module: str) -> list[str]:
         if cfg.pool_types == ("avg",):
             out.append("CBAM's channel half with average pooling alone computes SE: it verifies as SE too")
     return out
+
+
+# ----------------------------------------------------------------------------- off-spec computations
+
+
+class _MinusInput:
+    """The target seen through ``y - x``: a block returning ``x + attention(x)`` conforms this way."""
+
+    def __init__(self, adapter: ThirdPartyAdapter):
+        self.inner, self.data_formats, self.search_runs = adapter, adapter.data_formats, {}
+
+    def run(self, cfg: Config, params: Any, x: np.ndarray, dy: Any, **kw: Any) -> Outputs:
+        out = self.inner.run(cfg, params, x, dy, **kw)
+        return Outputs(np.asarray(out.y, np.float64) - x, None, {}, out.state)
+
+
+def _nchw(a: np.ndarray, data_format: str) -> np.ndarray:
+    return a if data_format == "channels_first" else a.transpose(0, 3, 1, 2)
+
+
+def _from_nchw(a: np.ndarray, data_format: str) -> np.ndarray:
+    return a if data_format == "channels_first" else a.transpose(0, 2, 3, 1)
+
+
+def _blend_se(cfg: Config, case: Case) -> np.ndarray:
+    """SE squeezing ``0.5 * avg + 0.5 * max`` instead of the average."""
+    from reference_numpy import ops
+
+    x = _nchw(case.x, case.data_format)
+    p = case.params
+    z = 0.5 * x.mean(axis=(2, 3)) + 0.5 * x.max(axis=(2, 3))
+    u, _ = ops.mlp_forward(z[None], p["fc1.weight"], p.get("fc1.bias"), p["fc2.weight"], p.get("fc2.bias"), cfg.act)  # type: ignore[union-attr]
+    return _from_nchw(x * ops.GATES[cfg.gate][0](u)[:, :, None, None], case.data_format)  # type: ignore[union-attr]
+
+
+def _ungated_cbam(cfg: Config, case: Case) -> np.ndarray:
+    """CBAM multiplying by its spatial map (after conv and BN) without the gate."""
+    from reference_numpy import forward
+
+    _, cache, _ = forward(cfg, case.params, case.x, training=False, data_format=case.data_format)
+    return _from_nchw(cache.x1 * cache.spatial.zs, case.data_format)  # type: ignore[union-attr]
+
+
+def _matches_variant(
+    adapter: ThirdPartyAdapter,
+    cfgs: Sequence[Config],
+    variant: Callable[[Config, Case], np.ndarray],
+    dtype: str,
+    seed: int,
+    judge: str,
+) -> Config | None:
+    """The first of ``cfgs`` whose variant forward the target matches on every eval case."""
+    for cfg in cfgs:
+        ok = True
+        for case in _cases(cfg, seed, dtype, adapter.data_formats[0]):
+            if case.training:
+                continue
+            try:
+                got = adapter.run(
+                    cfg, case.params, case.x, None, training=False, data_format=case.data_format, dtype=dtype
+                )
+            except Exception:
+                return None
+            if not all(c.ok for c in compare_outputs(Outputs(got.y), Outputs(variant(cfg, case)), judge, seed)):
+                ok = False
+                break
+        if ok:
+            return cfg
+    return None
+
+
+def off_spec_findings(
+    module: str, s: Structure, adapter: ThirdPartyAdapter, dtype: str, seed: int, judge: str
+) -> tuple[list[str], str | None]:
+    """Computations the spec does not define that a structure fitting the spec can still hide: a residual
+    inside (``x + attention(x)``), a blend of pools in SE's squeeze, CBAM's spatial map without its gate.
+    Returns (sentences, identified text) when one is recognised, else ([], None)."""
+    starts = _start_configs(module, s)
+    match = _Search(_MinusInput(adapter), dtype, seed, judge).run(starts)  # type: ignore[arg-type]
+    if match is not None:
+        name = describe(match.cfg)
+        return [
+            f"it returns x + {_NAMES[module]}(x): a residual connection inside the block. Without it (y - x) it "
+            f"matches {name}; the spec's {_NAMES[module]} returns the attended input alone, and a residual "
+            "belongs to the network around it"
+        ], f"x + ({name})"
+    variants = [m for m in starts for m in (m.replace(gate=g) for g in GATES)] + [
+        m.replace(act=a) for m in starts for a in ACTIVATIONS
+    ]
+    if module == "se":
+        found = _matches_variant(adapter, variants, _blend_se, dtype, seed, judge)
+        if found is not None:
+            return [
+                "it squeezes with a blend of pools, 0.5 * average + 0.5 * maximum, where the spec's SE squeezes "
+                f"with the average alone; otherwise it computes {describe(found)}"
+            ], None
+    if module == "cbam" and "spatial.conv.weight" in s.bindings:
+        found = _matches_variant(adapter, starts, _ungated_cbam, dtype, seed, judge)
+        if found is not None:
+            return [
+                "its spatial attention map has no gate: it multiplies by the convolution (and batch norm) output "
+                f"itself, where the spec applies a sigmoid; otherwise it computes {describe(found)}"
+            ], None
+    return [], None

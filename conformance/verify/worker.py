@@ -9,13 +9,14 @@ Whatever ends the child is a failed report with the reason, never an exit of the
 ``sys.exit`` inside a call is caught where it happens (:func:`calling`) and is a failure of
 that call.
 
-How the target reaches the child: with the ``fork`` start method the child shares the
-parent's objects, so module instances need no pickling. Forking is safe for PyTorch (the
-child runs single-threaded, as DataLoader workers do) and for any framework the parent has
-not started; JAX and TensorFlow cannot run in a child forked after they started their thread
-pools, so then the child is a fresh interpreter (``spawn``) and the target goes to it pickled
-(a ``package.module:Factory`` string always pickles; an instance must be picklable, else it is
-checked in this process and the report says so).
+How the target reaches the child: the child is forked, so it shares the parent's objects and
+module instances need no pickling. Forking is safe for PyTorch (the child runs single-threaded,
+as DataLoader workers do) and for any framework the parent has not started. JAX and TensorFlow
+cannot run in a child forked after they started their thread pools: a process that has started
+one (a test session, a notebook that ran a model) checks a JAX/Keras target in-process instead,
+and the report says so (:func:`cannot_fork`). The command line starts no framework in the parent,
+so there every target is isolated. (A spawned interpreter was tried: it re-imports the caller's
+``__main__``, which breaks scripts without a main guard, and costs seconds per target.)
 """
 
 from __future__ import annotations
@@ -23,14 +24,13 @@ from __future__ import annotations
 import contextlib
 import multiprocessing as mp
 import os
-import pickle
 import signal
 import sys
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-__all__ = ["DEFAULT_TIMEOUT", "TargetDied", "calling", "run_isolated"]
+__all__ = ["DEFAULT_TIMEOUT", "TargetDied", "calling", "cannot_fork", "run_isolated"]
 
 DEFAULT_TIMEOUT = 120.0
 """Seconds one call into the target (its constructor, a forward, a forward with its backward) may take."""
@@ -84,11 +84,12 @@ def _started_threaded_framework() -> str | None:
     return None
 
 
-def start_method(framework: str) -> str:
-    """``fork`` where the child can run ``framework`` safely, else ``spawn`` (see the module docstring)."""
+def cannot_fork(framework: str) -> str | None:
+    """The framework this process has started that a forked child running a ``framework`` target could
+    not use (None when forking is safe)."""
     if os.name != "posix":
-        return "spawn"
-    return "fork" if framework == "torch" or _started_threaded_framework() is None else "spawn"
+        return "a platform without fork"
+    return None if framework == "torch" else _started_threaded_framework()
 
 
 def _describe_end(code: int | None) -> str:
@@ -103,19 +104,13 @@ def _describe_end(code: int | None) -> str:
     return f"exited with status {code}"
 
 
-def run_isolated(
-    fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], *, framework: str, timeout: float
-) -> Any:
+def run_isolated(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], *, timeout: float) -> Any:
     """``fn(*args, **kwargs)`` in a worker process; its result, or its exception re-raised here.
 
     Raises :class:`TargetDied` when the worker ends without a result or a call into the target
-    outlives ``timeout``; raises ``pickle.PicklingError`` when a spawned worker cannot be sent
-    the arguments.
+    outlives ``timeout``.
     """
-    method = start_method(framework)
-    ctx = mp.get_context(method)
-    if method == "spawn":
-        pickle.dumps((fn, args, kwargs))  # fail here, with the reason, not in the child
+    ctx = mp.get_context("fork")
     parent, child = ctx.Pipe(duplex=False)
     proc = ctx.Process(target=_child, args=(child, fn, args, kwargs), daemon=True)
     proc.start()
