@@ -51,6 +51,17 @@ def _choices(
     return parse
 
 
+def _seed(text: str) -> int:
+    """An argparse type: a seed is an int in [0, 2**32)."""
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer seed, got {text!r}") from None
+    if not 0 <= v < 2**32:
+        raise argparse.ArgumentTypeError(f"a seed must be in [0, 2**32), got {v}")
+    return v
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m conformance",
@@ -73,7 +84,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     r.add_argument("--full", action="store_true", help="add the knob grid and the edge cases to the presets")
     r.add_argument("--format", choices=("text", "markdown", "json"), default="text", help="output format")
-    r.add_argument("--seed", type=int, default=0, help="seed of the generated cases (default: 0)")
+    r.add_argument("--seed", type=_seed, default=0, help="seed of the generated cases (default: 0)")
     r.add_argument(
         "--jobs",
         type=int,
@@ -94,7 +105,7 @@ def _parser() -> argparse.ArgumentParser:
         default=DATA_FORMATS,
         help="comma-separated data formats",
     )
-    e.add_argument("--seed", type=int, default=0, help="seed of the cases (default: 0, the shipped set)")
+    e.add_argument("--seed", type=_seed, default=0, help="seed of the cases (default: 0, the shipped set)")
     c = vsub.add_parser("check", help="check one framework against vector files, without running the reference")
     c.add_argument("directory", nargs="?", default=None, help="directory of vector files (default: the shipped set)")
     c.add_argument("--framework", required=True, choices=list(ADAPTERS), help="the implementation to check")
@@ -137,6 +148,9 @@ def _report(args: argparse.Namespace) -> int:
 def _vectors_export(args: argparse.Namespace) -> int:
     from .vectors import default_cases, export_vectors
 
+    if os.path.exists(args.directory) and not os.path.isdir(args.directory):
+        print(f"error: {args.directory!r} exists and is not a directory", file=sys.stderr)
+        return 2
     cases = default_cases(seed=args.seed, modules=args.modules, dtypes=args.dtypes, data_formats=args.data_formats)
     paths = export_vectors(args.directory, cases)
     size = sum(p.stat().st_size for p in paths)

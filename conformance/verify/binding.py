@@ -392,12 +392,17 @@ def _same(a: np.ndarray) -> np.ndarray:
 def _from_map_file(tensors: Sequence[Tensor], framework: str, path: str, channels: int | None) -> Structure:
     try:
         raw = json.loads(Path(path).read_text())
-    except (OSError, json.JSONDecodeError) as e:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
         raise ValueError(f"Could not read the map file {path!r}: {e}") from None
     if not isinstance(raw, dict):
         raise ValueError(f'The map file {path!r} must hold a JSON object {{"their.name": "canonical.name"}}')
     names: dict[str, tuple[str, str]] = {}
     for theirs, entry in raw.items():
+        if not isinstance(entry, (str, dict)):
+            raise ValueError(
+                f"The map file {path!r} gives {entry!r} for {theirs!r}: each entry must be a canonical name or "
+                '{"canonical": ..., "layout": ...}'
+            )
         canonical, layout = (
             (entry, framework) if isinstance(entry, str) else (entry.get("canonical"), entry.get("layout", framework))
         )

@@ -22,6 +22,7 @@ so there every target is isolated. (A spawned interpreter was tried: it re-impor
 from __future__ import annotations
 
 import contextlib
+import faulthandler
 import multiprocessing as mp
 import os
 import signal
@@ -61,6 +62,7 @@ def calling(what: str) -> Iterator[None]:
 def _child(conn: Any, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
     global _CONN
     _CONN = conn
+    faulthandler.disable()  # a crash of the target is reported by the parent, in one line
     if "torch" in sys.modules:  # forked from a process whose OpenMP pool does not exist here
         sys.modules["torch"].set_num_threads(1)
     try:
