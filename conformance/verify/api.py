@@ -37,7 +37,7 @@ def load_target(target: str) -> Callable[..., Any]:
         raise ValueError(f"`target` must be 'package.module:Factory'. Received: {target!r}")
     module_name, attr = target.split(":")
     try:
-        with calling(f"importing {module_name}"):
+        with calling(f"importing {module_name}", at_least=DEFAULT_TIMEOUT):
             obj: Any = importlib.import_module(module_name)
     except ModuleNotFoundError as e:
         if e.name is not None and (module_name == e.name or module_name.startswith(e.name + ".")):

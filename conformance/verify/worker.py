@@ -44,10 +44,11 @@ class TargetDied(Exception):
 
 
 @contextlib.contextmanager
-def calling(what: str) -> Iterator[None]:
-    """Mark a call into the target: timed by the parent in a worker; ``sys.exit`` becomes a RuntimeError."""
+def calling(what: str, at_least: float = 0.0) -> Iterator[None]:
+    """Mark a call into the target: timed by the parent in a worker (``timeout``, or ``at_least`` seconds when
+    longer: importing a module imports its framework too); ``sys.exit`` becomes a RuntimeError."""
     if _CONN is not None:
-        _CONN.send(("begin", what))
+        _CONN.send(("begin", (what, at_least)))
     try:
         yield
     except SystemExit as e:
@@ -118,27 +119,28 @@ def run_isolated(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str
     proc.start()
     child.close()
     current: str | None = None
-    started = 0.0
+    started, limit = 0.0, timeout
     try:
         while True:
-            wait = 0.5 if current is None else max(0.0, min(0.5, started + timeout - time.monotonic()))
+            wait = 0.5 if current is None else max(0.0, min(0.5, started + limit - time.monotonic()))
             if parent.poll(wait):
                 try:
                     kind, payload = parent.recv()
                 except (EOFError, OSError):
                     break
                 if kind == "begin":
-                    current, started = payload, time.monotonic()
+                    (current, at_least), started = payload, time.monotonic()
+                    limit = max(timeout, at_least)
                 elif kind == "end":
                     current = None
                 elif kind == "result":
                     return payload
                 elif kind == "raised":
                     raise payload
-            elif current is not None and time.monotonic() - started > timeout:
+            elif current is not None and time.monotonic() - started > limit:
                 proc.kill()
                 proc.join(5)
-                raise TargetDied(f"{current} did not return within {timeout:g} s (the time limit per call)")
+                raise TargetDied(f"{current} did not return within {limit:g} s (the time limit per call)")
             elif not proc.is_alive() and not parent.poll(0):
                 break
         proc.join(5)
