@@ -7,12 +7,12 @@
 (True, ['y', 'dx', 'grad[channel.fc1.weight]'])
 """
 
+from . import verify as verify  # the package, callable as verify.verify (see its docstring)
 from .adapters import ADAPTERS, Adapter, Outputs, get_adapter, is_installed
 from .cases import Case, edge_cases, make_case, round_to_dtype
 from .compare import Comparison, compare
 from .runner import CaseReport, check_case, check_non_vacuity, reference_outputs
 from .tolerances import DTYPES, TOLERANCES, Tolerance, tolerance
-from .verify import verify as verify
 
 __all__ = [
     "ADAPTERS",

@@ -16,6 +16,7 @@ import importlib
 import json
 import os
 import sys
+import traceback
 from collections.abc import Callable, Sequence
 
 from .adapters import ADAPTERS, get_adapter, is_installed
@@ -50,6 +51,17 @@ def _choices(
     return parse
 
 
+def _seed(text: str) -> int:
+    """An argparse type: a seed is an int in [0, 2**32)."""
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer seed, got {text!r}") from None
+    if not 0 <= v < 2**32:
+        raise argparse.ArgumentTypeError(f"a seed must be in [0, 2**32), got {v}")
+    return v
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m conformance",
@@ -72,7 +84,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     r.add_argument("--full", action="store_true", help="add the knob grid and the edge cases to the presets")
     r.add_argument("--format", choices=("text", "markdown", "json"), default="text", help="output format")
-    r.add_argument("--seed", type=int, default=0, help="seed of the generated cases (default: 0)")
+    r.add_argument("--seed", type=_seed, default=0, help="seed of the generated cases (default: 0)")
     r.add_argument(
         "--jobs",
         type=int,
@@ -93,7 +105,7 @@ def _parser() -> argparse.ArgumentParser:
         default=DATA_FORMATS,
         help="comma-separated data formats",
     )
-    e.add_argument("--seed", type=int, default=0, help="seed of the cases (default: 0, the shipped set)")
+    e.add_argument("--seed", type=_seed, default=0, help="seed of the cases (default: 0, the shipped set)")
     c = vsub.add_parser("check", help="check one framework against vector files, without running the reference")
     c.add_argument("directory", nargs="?", default=None, help="directory of vector files (default: the shipped set)")
     c.add_argument("--framework", required=True, choices=list(ADAPTERS), help="the implementation to check")
@@ -136,9 +148,6 @@ def _report(args: argparse.Namespace) -> int:
 def _vectors_export(args: argparse.Namespace) -> int:
     from .vectors import default_cases, export_vectors
 
-    if args.seed < 0:
-        print(f"error: `--seed` must be >= 0. Received: --seed {args.seed}", file=sys.stderr)
-        return 2
     if os.path.exists(args.directory) and not os.path.isdir(args.directory):
         print(f"error: {args.directory!r} is an existing file, not a directory", file=sys.stderr)
         return 2
@@ -216,8 +225,31 @@ def _vectors_check(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``python -m conformance`` and ``attnspec-conformance``; returns the exit status."""
+    """Entry point of ``python -m conformance`` and ``attnspec-conformance``; returns the exit status.
+
+    0 when everything checked passed, 1 on a failure, 2 on a usage mistake; an unexpected error is
+    one line on stderr (exit 1), with its traceback only under ``--debug``.
+    """
     args_list = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args_list
+    if debug and (not args_list or args_list[0] != "verify"):
+        args_list.remove("--debug")
+    try:
+        return _main(args_list)
+    except SystemExit as e:
+        return e.code if isinstance(e.code, int) else 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 1
+    except Exception as e:
+        if debug:
+            traceback.print_exc()
+        lines = str(e).strip().splitlines()
+        print(f"error: {type(e).__name__}: {lines[0][:500] if lines else ''}", file=sys.stderr)
+        return 1
+
+
+def _main(args_list: list[str]) -> int:
     if args_list and args_list[0] == "verify":
         return _verify(args_list[1:])
     if not args_list or args_list[0] not in (*SUBCOMMANDS, "-h", "--help"):

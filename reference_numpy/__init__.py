@@ -44,6 +44,15 @@ from .convert import (
     to_framework,
     to_framework_array,
 )
+from .describe import (
+    describe,
+    differences,
+    effective_knobs,
+    equivalent,
+    nearest_preset,
+    preset_configs,
+    width_knobs,
+)
 from .eca import eca_backward, eca_forward
 from .params import KeyMismatchError, canonical_arrays, check_fits, check_params, init_params, real_arrays
 from .se import se_backward, se_forward
@@ -73,8 +82,12 @@ __all__ = [
     "check_params",
     "check_training",
     "config_from_dict",
+    "describe",
+    "differences",
     "eca_backward",
     "eca_forward",
+    "effective_knobs",
+    "equivalent",
     "error_bounds",
     "export_state_dict",
     "flatten",
@@ -87,13 +100,16 @@ __all__ = [
     "knob_names",
     "load_checkpoint",
     "make_config",
+    "nearest_preset",
     "nest",
     "param_init",
     "param_layout",
+    "preset_configs",
     "real_arrays",
     "save_checkpoint",
     "se_backward",
     "se_forward",
     "to_framework",
     "to_framework_array",
+    "width_knobs",
 ]

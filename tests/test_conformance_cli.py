@@ -279,9 +279,7 @@ def test_frameworks_option(monkeypatch: pytest.MonkeyPatch, capsys: pytest.Captu
     ids=["framework", "module", "format", "vectors-action", "check-framework"],
 )
 def test_usage_errors_exit_2(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
-    with pytest.raises(SystemExit) as e:
-        main(argv)
-    assert e.value.code == 2
+    assert main(argv) == 2  # main returns the exit code; only `python -m conformance` exits
     assert "error" in capsys.readouterr().err
 
 
@@ -312,3 +310,32 @@ def test_entry_point_subprocess() -> None:
     doc = json.loads(proc.stdout)
     assert doc["passed"] is True and len(doc["rows"]) == 8
     assert {c for r in doc["rows"] for c in r["cells"]} == {"numpy"}
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        pytest.param(["vectors", "export", "FILE"], id="export-onto-a-file"),
+        pytest.param(["vectors", "export", "DIR", "--seed", "-1"], id="negative-seed"),
+        pytest.param(["report", "--seed", "x"], id="seed-not-a-number"),
+    ],
+)
+def test_usage_mistakes_are_one_line_and_exit_2(argv: list[str], tmp_path, capsys) -> None:
+    target = tmp_path / "file.txt"
+    target.write_text("")
+    argv = [str(target) if a == "FILE" else str(tmp_path / "out") if a == "DIR" else a for a in argv]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "error" in err
+
+
+def test_an_unexpected_error_is_one_line_exit_1_and_a_traceback_only_with_debug(monkeypatch, capsys) -> None:
+    def boom(args: Any) -> int:
+        raise RuntimeError("something nobody expected\nsecond line")
+
+    monkeypatch.setattr(sys.modules["conformance.__main__"], "_report", boom)
+    assert main(["report", "--frameworks", "numpy"]) == 1
+    err = capsys.readouterr().err
+    assert err == "error: RuntimeError: something nobody expected\n"
+    assert main(["report", "--frameworks", "numpy", "--debug"]) == 1
+    assert "Traceback" in capsys.readouterr().err

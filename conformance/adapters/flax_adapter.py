@@ -8,8 +8,7 @@ code in the process.
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -23,16 +22,11 @@ from flax_impl._layout import PARAMS, STATS, collection_to_canonical
 from reference_numpy import Config, flatten
 
 from .base import Adapter, Outputs
+from .run import jax_vjp
+from .run import x64 as _x64
 
 # (input, weights keyed like flax_impl._layout.entries) -> (y, updated running statistics, same keys)
 Forward = Callable[[jax.Array, dict[str, jax.Array]], tuple[jax.Array, dict[str, jax.Array]]]
-
-
-@contextlib.contextmanager
-def _x64(dtype: str) -> Iterator[None]:
-    """JAX's x64 mode exactly while a float64 case runs (and off otherwise), restored on exit."""
-    with jax.enable_x64(dtype == "float64"):
-        yield
 
 
 def _evaluate(
@@ -50,11 +44,9 @@ def _evaluate(
     xj = jnp.asarray(x, dtype=dtype)
     grads: dict[str, np.ndarray] = {}
     dx = None
-    if dy is None:
-        y, stats = forward(xj, weights)
-    else:
-        y, vjp, stats = jax.vjp(forward, xj, weights, has_aux=True)
-        dxj, dweights = vjp(jnp.asarray(dy, dtype=dtype))
+    dyj = None if dy is None else jnp.asarray(dy, dtype=dtype)
+    y, dxj, dweights, stats = jax_vjp(lambda w, _, xx: forward(xx, w), weights, {}, xj, dyj)
+    if dy is not None:
         dx, grads = _f64(dxj), collection_to_canonical(cfg, flat(dweights), PARAMS)
     state = collection_to_canonical(cfg, flat(stats), STATS) if training else {}
     return Outputs(_f64(y), dx, {k: _f64(v) for k, v in grads.items()}, {k: _f64(v) for k, v in state.items()})

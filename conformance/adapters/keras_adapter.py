@@ -20,6 +20,7 @@ from reference_numpy import Config, framework_layout, from_framework_array, para
 from tf_impl._base import to_numpy
 
 from .base import Adapter, Outputs
+from .run import tf_vjp
 
 _POLICIES = {"float16": "mixed_float16", "bfloat16": "mixed_bfloat16"}
 
@@ -27,15 +28,7 @@ Tensors = tuple[Any, Any, list[Any]]  # y, dx (or None), grads in the order of l
 
 
 def _run_tensorflow(layer: keras.layers.Layer, x: Any, dy: Any | None, training: bool) -> Tensors:
-    import tensorflow as tf
-
-    if dy is None:
-        return layer(x, training=training), None, []
-    with tf.GradientTape() as tape:
-        tape.watch(x)
-        y = layer(x, training=training)
-    dx, *grads = tape.gradient(y, [x, *layer.trainable_variables], output_gradients=dy)
-    return y, dx, grads
+    return tf_vjp(lambda xx: layer(xx, training=training), x, dy, layer.trainable_variables)
 
 
 def _run_jax(layer: keras.layers.Layer, x: Any, dy: Any | None, training: bool) -> Tensors:

@@ -15,6 +15,7 @@ import torch_impl
 from reference_numpy import Config, framework_layout, from_framework_array, param_layout
 
 from .base import Adapter, Outputs
+from .run import torch_vjp
 
 _TO_NCHW, _TO_NHWC = (0, 3, 1, 2), (0, 2, 3, 1)
 
@@ -43,7 +44,15 @@ class TorchAdapter(Adapter):
     ) -> Outputs:
         module.train(training)
         xt = _tensor(x, dtype, data_format).requires_grad_(dy is not None)
-        y = module(xt)
+        held = dict(module.named_parameters())
+        trainable = [
+            (name, p.key)
+            for name, p in framework_layout(module.config, "torch").items()
+            if param_layout(module.config)[name].trainable
+        ]
+        y, dxt, gts = torch_vjp(
+            module, xt, None if dy is None else _tensor(dy, dtype, data_format), [held[k] for _, k in trainable]
+        )
         fmt = torch.channels_last if data_format == "channels_last" else torch.contiguous_format
         if y.dim() == 4 and y.numel() > y.shape[1] and not y.is_contiguous(memory_format=fmt):
             raise AssertionError(f"output lost the input's memory format {fmt}: strides {y.stride()}")
@@ -54,12 +63,10 @@ class TorchAdapter(Adapter):
         )
         if dy is None:
             return Outputs(_numpy(y, data_format), state=state)
-        y.backward(_tensor(dy, dtype, data_format))
-        held = dict(module.named_parameters())
         grads = {
-            name: from_framework_array(p.kind, _numpy(held[p.key].grad), "torch")
-            for name, p in framework_layout(module.config, "torch").items()
-            if param_layout(module.config)[name].trainable and held[p.key].grad is not None
+            name: from_framework_array(framework_layout(module.config, "torch")[name].kind, _numpy(g), "torch")
+            for (name, _), g in zip(trainable, gts, strict=True)
+            if g is not None
         }  # a parameter without a gradient is reported missing by the comparison
-        dx = None if xt.grad is None else _numpy(xt.grad, data_format)
+        dx = None if dxt is None else _numpy(dxt, data_format)
         return Outputs(_numpy(y, data_format), dx, grads, state)
