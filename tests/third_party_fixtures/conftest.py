@@ -1,3 +1,7 @@
-"""The fixture modules import their framework at import time: keep doctest collection out of them."""
+"""Fixture modules for the verify and audit tests: targets, not tests.
 
-collect_ignore_glob = ["*_impls.py"]
+They import their framework at import time, and one raises on import on purpose, so none of them
+is collected (not even for doctests); the tests import them by name.
+"""
+
+collect_ignore_glob = ["*.py"]
