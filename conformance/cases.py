@@ -7,9 +7,9 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from reference_numpy import CBAMConfig, Config, ECAConfig, SEConfig, init_params, ops, param_layout
+from reference_numpy import CBAMConfig, Config, ECAConfig, SEConfig, forward, init_params, ops, param_layout
 
-__all__ = ["Case", "edge_cases", "make_case", "move_from_init", "round_to_dtype"]
+__all__ = ["Case", "edge_cases", "make_case", "move_from_init", "round_to_dtype", "saturating_case"]
 
 
 def round_to_dtype(a: np.ndarray, dtype: str) -> np.ndarray:
@@ -213,3 +213,108 @@ def edge_cases(
         if isinstance(other, (SEConfig, CBAMConfig)) and other.rd_channels is not None:
             other = other.replace(rd_channels=min(other.rd_channels, channels))
         yield make_case(other, name=name, **kw)  # type: ignore[arg-type]
+
+
+_ACT_KINKS = np.array([-3.0, 0.0, 3.0, 6.0])  # every kink of every act knob (relu, relu6, hard_swish)
+_GATE_KINKS = np.array([-3.0, 3.0])  # hard_sigmoid's
+
+
+def _scale_off_kinks(v: np.ndarray, kinks: np.ndarray, top: tuple[float, float], beyond: float) -> float | None:
+    """A factor ``a`` putting ``max|a v|`` in ``top`` with some of ``a v`` beyond ``beyond`` (in absolute
+    value) and some inside it, as far from every kink as the range allows; None when no factor does."""
+    m = float(np.max(np.abs(v)))
+    best, far = None, -1.0
+    for t in np.linspace(*top, 61):
+        av = (t / m) * v.ravel()
+        if not ((np.abs(av) > beyond).any() and (np.abs(av) < beyond).any()):
+            continue
+        d = float(np.min(np.abs(av[:, None] - kinks[None, :])))
+        if d > far:
+            best, far = t / m, d
+    return best
+
+
+def saturating_case(cfg: Config, *, seed: int = 0, data_format: str = "channels_first") -> Case | None:
+    """A float64 eval case that drives every clamp of the spec past its corner (``verify`` uses it).
+
+    The default cases keep gate inputs O(1) and hidden pre-activations small (SPEC.md section 9.2),
+    so a ReLU6 passes for a ReLU and an unclamped hard sigmoid for a clamped one. Here fc1 (weight
+    and bias) is scaled so that the hidden pre-activations reach 8 to 16, some beyond ReLU6's 6,
+    and, for a hard-sigmoid gate, the gate's last linear map (fc2, ECA's conv, CBAM's spatial conv
+    or its BN's affine part) so that gate inputs reach 4.5 to 9, some beyond +-3. Each factor is
+    chosen to keep every value as far as it can from every kink (0, +-3, 6); a sigmoid gate keeps
+    its inputs' scale (saturating it would measure conditioning, not the target). float64 only:
+    in float32 such a case measures rounding at large gate inputs. None in the rare draw where the
+    clamped channel gates would tie CBAM's channel max pool (its gradient would not have one winner).
+    """
+    if isinstance(cfg, ECAConfig):
+        n = 8
+        _, c, h, w = _default_shape(cfg)
+    else:
+        _, c, h, w = _default_shape(cfg)
+        n = next(v for v in (8, 9, 10, 11) if v not in (c, getattr(cfg, "hidden", 0)))
+    case = make_case(cfg, seed=seed, shape=(n, c, h, w), name="saturating")
+    x, p = case.x, {k: v.copy() for k, v in case.params.items()}
+
+    def run() -> object:
+        return forward(cfg, p, x)[1]
+
+    prefix = "channel." if isinstance(cfg, CBAMConfig) else ""
+    if not isinstance(cfg, ECAConfig):
+        u0 = run().mlp[1]  # hidden pre-activations (P, N, hidden) # type: ignore[attr-defined]
+        a = _scale_off_kinks(u0, _ACT_KINKS, (8.0, 16.0), 6.0)
+        if a is not None:
+            p[f"{prefix}fc1.weight"] = p[f"{prefix}fc1.weight"] * a
+            if f"{prefix}fc1.bias" in p:
+                p[f"{prefix}fc1.bias"] = p[f"{prefix}fc1.bias"] * a
+        gate_in = "a" if isinstance(cfg, CBAMConfig) else "u"
+        before = float(np.max(np.abs(getattr(forward(cfg, case.params, x)[1], gate_in))))
+        after = getattr(run(), gate_in)
+        names = [f"{prefix}fc2.weight", f"{prefix}fc2.bias"]
+        b = (
+            _scale_off_kinks(after, _GATE_KINKS, (4.5, 9.0), 3.0)
+            if cfg.gate == "hard_sigmoid"
+            else before / float(np.max(np.abs(after)))
+        )
+    else:
+        names, b = ["conv.weight", "conv.bias"], None
+        if cfg.gate == "hard_sigmoid":
+            b = _scale_off_kinks(run().u, _GATE_KINKS, (4.5, 9.0), 3.0)  # type: ignore[attr-defined]
+    for k in names:
+        if b is not None and k in p:
+            p[k] = p[k] * b
+    if isinstance(cfg, CBAMConfig) and cfg.spatial:
+        sc = run().spatial  # type: ignore[attr-defined]
+        before = float(np.max(np.abs(forward(cfg, case.params, x)[1].spatial.zs)))  # type: ignore[union-attr]
+        names = (
+            ["spatial.bn.weight", "spatial.bn.bias"]
+            if cfg.spatial_norm
+            else ["spatial.conv.weight", "spatial.conv.bias"]
+        )
+        if cfg.gate == "hard_sigmoid":
+            # the affine part after the conv scales the gate input; BN's shift needs the whole map shifted too
+            s = _scale_off_kinks(sc.zs, _GATE_KINKS, (4.5, 9.0), 3.0)
+        else:
+            s = before / float(np.max(np.abs(sc.zs)))
+        if s is not None:
+            if cfg.spatial_norm:
+                for k in names:
+                    p[k] = p[k] * s
+            else:
+                for k in names:
+                    if k in p:
+                        p[k] = p[k] * s
+    cache = run()
+    if isinstance(cfg, CBAMConfig) and cfg.spatial and "max" in cfg.spatial_pool_order:
+        x1 = cache.x1  # type: ignore[attr-defined]
+        if ((x1 == x1.max(axis=1, keepdims=True)).sum(axis=1) > 1).any():
+            return None
+    if data_format == "channels_last":
+        return dataclasses.replace(
+            case,
+            params=p,
+            x=x.transpose(0, 2, 3, 1).copy(),
+            dy=case.dy.transpose(0, 2, 3, 1).copy(),
+            data_format=data_format,
+        )
+    return dataclasses.replace(case, params=p)

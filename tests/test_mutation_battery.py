@@ -62,6 +62,11 @@ CLEAN = [
     Mutant("PlainECA", "eca", None, "paper"),
 ]
 
+_SATURATING = (
+    "only verify's float64 saturating case drives hidden pre-activations past 6 and gate inputs past +-3; "
+    "the float32 cases keep them O(1) (SPEC.md section 9.2), where the clamp changes nothing"
+)
+
 MUTANTS = [
     # SE (SPEC.md section 3)
     Mutant(
@@ -82,6 +87,21 @@ MUTANTS = [
     _se("hidden_off_by_one"),
     _se("avg_pool_hw_minus_1"),
     _se("hard_sigmoid_clip", gate="hard_sigmoid"),
+    Mutant(
+        "PlainSE",
+        "se",
+        "relu6_for_relu",
+        "official",
+        float64_only=_SATURATING,
+    ),
+    Mutant(
+        "PlainSE",
+        "se",
+        "hard_sigmoid_unclamped",
+        HARD,
+        (("gate", "hard_sigmoid"),),
+        float64_only=_SATURATING,
+    ),
     # CBAM (SPEC.md sections 2 and 4)
     *(
         Mutant("PlainCBAM", "cbam", bug, "official")
@@ -109,14 +129,6 @@ GAPS = {
     Mutant("PlainCBAM", "cbam", "max_tie_to_one", "official"): (
         "verify's inputs are tie-free (SPEC.md section 9), so the tie rule of SPEC.md section 2 "
         "(a tie's gradient split evenly among the maxima) is never exercised"
-    ),
-    _se("relu6_for_relu"): (
-        "the case generator keeps every hidden pre-activation far below 6 (at most 0.39 here), "
-        "where ReLU6 equals ReLU; the same blindness makes a correct act='relu6' target FAIL "
-        "with expect act='relu6' (identified as 'relu')"
-    ),
-    _se("hard_sigmoid_unclamped", gate="hard_sigmoid"): (
-        "gate inputs stay O(1) (|u| <= 1.41 here), inside (-3, 3) where hard_sigmoid needs no clamp"
     ),
 }
 
@@ -207,3 +219,15 @@ def test_an_eca_kernel_size_off_the_presets_rule_fails_and_says_how_to_expect_it
     assert "expect {'preset': 'paper', 'kernel_size': 7}" in report.to_text()
     explicit = {"preset": "paper", "kernel_size": 7}
     assert verify(TARGET + "PlainECA", module="eca", framework="torch", init_kwargs=init, expect=explicit).passed
+
+
+@pytest.mark.torch
+def test_a_correct_relu6_se_is_identified_and_passes_as_relu6() -> None:
+    """The other side of the relu6_for_relu mutant: before the saturating case, a correct ReLU6 SE
+    was identified as a ReLU one and failed ``expect`` with act='relu6'."""
+    init = {"channels": CHANNELS, "act": "relu6", "gate": "hard_sigmoid"}
+    found = verify("torch_impl:SqueezeExcite", module="se", framework="torch", init_kwargs=init)
+    assert found.passed and "relu6" in (found.identified or ""), found.to_text()
+    expect = {"preset": "official", "act": "relu6", "gate": "hard_sigmoid"}
+    strict = verify("torch_impl:SqueezeExcite", module="se", framework="torch", init_kwargs=init, expect=expect)
+    assert strict.passed, strict.to_text()
