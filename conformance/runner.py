@@ -12,6 +12,7 @@ import reference_numpy as ref
 from .adapters.base import Adapter, Outputs
 from .cases import Case, round_to_dtype
 from .compare import Comparison, compare
+from .tolerances import DERIVED_DTYPES
 
 __all__ = [
     "LADDER",
@@ -82,6 +83,22 @@ def _missing(name: str, dtype: str, seed: int | None, note: str) -> Comparison:
     return Comparison(name, dtype, False, float("inf"), None, None, None, 0.0, seed, note)
 
 
+def _state_scale(state: dict[str, np.ndarray], k: str) -> float | None:
+    """The relative rule's scale for a running mean: the size of the values it averages (SPEC.md 9.3).
+
+    A batch mean of values of size ``s`` errs by about ``u * s`` in any format however small the
+    mean is (it may cancel to nearly 0), and ``s <= sqrt(var + mean**2)``; the running variance
+    stands for ``var``. None (the tensor's own ``max|r|``) for every other tensor.
+    """
+    var = k[: -len("running_mean")] + "running_var" if k.endswith("running_mean") else None
+    if var is None or var not in state:
+        return None
+    mean, v = np.asarray(state[k], np.float64), np.asarray(state[var], np.float64)
+    if not (np.isfinite(mean).all() and np.isfinite(v).all()):
+        return None
+    return float(np.sqrt(np.max(np.maximum(v, 0.0) + mean * mean)))
+
+
 def compare_outputs(got: Outputs, want: Outputs, dtype: str, seed: int | None) -> list[Comparison]:
     """Compare every tensor ``want`` has; a tensor ``got`` lacks is a failure, never a skip.
 
@@ -112,7 +129,10 @@ def compare_outputs(got: Outputs, want: Outputs, dtype: str, seed: int | None) -
         if k not in got.state:
             out.append(_missing(f"state[{k}]", dtype, seed, "missing"))
         else:
-            out.append(compare(f"state[{k}]", got.state[k], v, dtype, seed=seed, bound=bound_of("state", k)))
+            scale = _state_scale(want.state, k) if dtype not in DERIVED_DTYPES else None
+            out.append(
+                compare(f"state[{k}]", got.state[k], v, dtype, seed=seed, bound=bound_of("state", k), scale=scale)
+            )
     return out
 
 

@@ -129,3 +129,23 @@ def test_full_grid_passes_a_correct_port(seed):
     assert 0 < worst32 <= 1
     assert m.smallest_caught("torch")["float32"] <= 1e-3
     assert m.smallest_caught("numpy")["float64"] <= 1e-7
+
+
+def test_a_half_type_running_mean_is_judged_on_the_scale_of_what_it_averages():
+    """SPEC.md 9.3: a cancelled bfloat16 running mean (seed 4 of cbam/timm) is not a false alarm,
+    while a running mean off by 3% of the values' scale (a wrong momentum's size) still fails."""
+    from conformance.adapters.base import Outputs
+    from conformance.runner import compare_outputs
+
+    cfg = next(v for v in variants(("cbam",), full=True) if v.name == "timm").build(CHANNELS)
+    case = make_case(cfg, seed=4, dtype="bfloat16", training=True, name="timm")
+    want = reference_outputs(case, with_grads=False)
+    rm, rv = want.state["spatial.bn.running_mean"], want.state["spatial.bn.running_var"]
+    assert abs(rm).max() < 0.02 < 1.0 < rv.max()  # the mean cancels; the values it averages are O(1)
+    scale = float(np.sqrt(rv.max() + rm.max() ** 2))
+    for shift, ok in ((6.65e-4, True), (0.03 * scale, False)):  # the error seen from PyTorch; a real bug
+        got = Outputs(want.y, state={**want.state, "spatial.bn.running_mean": rm + shift})
+        (cmp,) = [c for c in compare_outputs(got, want, "bfloat16", 4) if c.name.endswith("running_mean]")]
+        assert cmp.ok is ok, cmp
+    # the old scale, max|r| of the mean alone, called PyTorch's 6.65e-4 a failure
+    assert 6.65e-4 > allowed_error("bfloat16", rm).max()
