@@ -414,7 +414,7 @@ for argv in (["--modules", "eca"], ["--frameworks", "torch,flax", "--modules", "
 def test_missing_frameworks_are_named_in_the_output_and_the_result_line() -> None:
     """A run says what it did not test, and one that tested nothing is never a pass (redirected: no \\r)."""
     proc = subprocess.run(
-        [sys.executable, "-c", WITHOUT_FRAMEWORKS], capture_output=True, text=True, timeout=120, check=True
+        [sys.executable, "-c", WITHOUT_FRAMEWORKS], capture_output=True, text=True, timeout=120, check=True, cwd=ROOT
     )
     assert "\r" not in proc.stdout and "\r" not in proc.stderr
     some, none, _ = proc.stdout.split("exit ")
@@ -460,6 +460,7 @@ def test_tensorflow_logging_and_carriage_returns_stay_out_of_a_redirected_run(tm
             [sys.executable, "-m", "conformance", "--frameworks", "keras", "--modules", "eca"],
             stdout=out,
             stderr=err,
+            cwd=ROOT,
             timeout=300,
             check=False,
         ).returncode
@@ -560,6 +561,7 @@ def test_verify_missing(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureF
 def test_entry_point_subprocess() -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "conformance", "--frameworks", "numpy", "--format", "json"],
+        cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=120,
