@@ -133,7 +133,7 @@ def _parser() -> argparse.ArgumentParser:
         help="comma-separated data formats",
     )
     e.add_argument("--seed", type=_seed, default=0, help="seed of the cases (default: 0, the shipped set)")
-    c = vsub.add_parser("check", help="check one framework against vector files, without running the reference")
+    c = vsub.add_parser("check", help="check frameworks against vector files, without running the reference")
     c.add_argument("directory", nargs="?", default=None, help="directory of vector files (default: the shipped set)")
     c.add_argument(
         "--framework",
