@@ -89,6 +89,16 @@ class NoisyAdapter(NumpyAdapter):
         logging.getLogger("absl").warning("noisy absl warning")
 
 
+class CrashingAdapter(NumpyAdapter):
+    """A framework that takes its interpreter down after saying why on stderr."""
+
+    name = "crashing"
+
+    def __init__(self) -> None:
+        os.write(2, b"F0000 fatal: out of device memory\n")
+        os._exit(1)
+
+
 @pytest.fixture(autouse=True)
 def _restore_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     """The report asks frameworks for quiet through the environment: undo that after each test."""
@@ -448,6 +458,15 @@ def test_framework_logging_stays_off_the_display(register, capfd: pytest.Capture
     # the same adapter in this process (--jobs 0): the noise is there, so the check above can fail
     assert main(["--frameworks", name, "--modules", "eca", "--jobs", "0", "--no-progress"]) == 0
     assert "oneDNN custom operations are on" in capfd.readouterr().err
+
+
+def test_a_crashed_worker_is_a_failure_that_quotes_its_stderr(register, capfd: pytest.CaptureFixture[str]) -> None:
+    name = register(CrashingAdapter, needs=("numpy",))
+    assert main(["--frameworks", name, "--modules", "eca", "--jobs", "1", "--no-progress"]) == 1
+    out, err = capfd.readouterr()
+    assert "result: FAIL (crashing)" in out and err == ""
+    assert f"{name}: the worker process running {name} failed: " in out
+    assert "(last line it wrote to stderr: F0000 fatal: out of device memory)" in out
 
 
 @pytest.mark.keras
