@@ -14,11 +14,16 @@ module/variant   numpy
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
+import importlib
 import json
+import logging
 import math
+import os
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, NamedTuple, TextIO
@@ -31,15 +36,20 @@ from .grid import CHANNELS, DATA_FORMATS, MODES, MODULES, Variant, variants
 from .runner import CaseReport, check_case, check_non_vacuity, exception_line, smallest_caught
 
 __all__ = [
+    "ALIASES",
+    "EXTRAS",
     "FORMATS",
     "Cell",
     "Matrix",
     "Row",
+    "install_hint",
+    "quiet_framework_logs",
     "render",
     "render_json",
     "render_markdown",
     "render_text",
     "run_matrix",
+    "verdict",
 ]
 
 PASS, FAIL, ERROR, NOT_INSTALLED = "pass", "fail", "error", "not installed"
@@ -50,6 +60,12 @@ SENSITIVITY_DTYPES = ("float64", "float32")
 """Dtypes in which the smallest caught weight perturbation is measured (runner.smallest_caught)."""
 MAX_FAILURE_LINES = 20
 """Failure messages printed below a matrix; the rest are counted."""
+ALIASES: dict[str, tuple[str, ...]] = {"flax": ("flax.linen", "flax.nnx")}
+"""Names that stand for several frameworks (on the command line, and in "not tested" lists)."""
+EXTRAS = {"torch": "torch", "flax.linen": "flax", "flax.nnx": "flax", "keras": "tf"}
+"""The pip extra of attnspec that installs each framework (pyproject.toml)."""
+PROGRESS_INTERVAL_S = 10.0
+"""Seconds between two plain progress lines when the progress stream is not a terminal."""
 
 
 @dataclasses.dataclass
@@ -129,12 +145,32 @@ class Matrix:
         return out
 
     @property
+    def tested(self) -> list[str]:
+        """The frameworks that were run (an adapter that could not be built counts: it failed)."""
+        return [f for f in self.frameworks if self.status[f] != NOT_INSTALLED]
+
+    @property
+    def not_installed(self) -> list[str]:
+        """The frameworks that were asked for but not tested, because they are not installed."""
+        return [f for f in self.frameworks if self.status[f] == NOT_INSTALLED]
+
+    @property
     def passed(self) -> bool:
-        return not self.failures
+        """Nothing failed, and something was tested (a run that tested nothing is never a pass)."""
+        return not self.failures and bool(self.tested)
 
     @property
     def cases(self) -> int:
         return sum(c.cases for r in self.rows for c in r.cells.values())
+
+    @property
+    def non_vacuity_checks(self) -> int:
+        return sum(len(v) for v in self.non_vacuity.values())
+
+    @property
+    def checks(self) -> int:
+        """Cases plus non-vacuity checks: the count the progress counter runs to."""
+        return self.cases + self.non_vacuity_checks
 
     def non_vacuity_status(self, framework: str) -> str:
         """``ok``, ``FAIL`` or, when the framework was not run, its column status."""
@@ -222,20 +258,64 @@ def _sensitivity(adapter: Adapter, variant: Variant, seed: int) -> dict[str, flo
     return out
 
 
-class _Progress:
-    """tqdm on stderr when installed, else a one-line counter on stderr; silent when disabled."""
+def _is_terminal(stream: TextIO) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError, OSError):  # no isatty, or a closed stream
+        return False
 
-    def __init__(self, total: int, enabled: bool, stream: TextIO | None = None):
+
+def _duration(seconds: float) -> str:
+    seconds = max(0, round(seconds))
+    return f"{seconds // 60} min {seconds % 60:02d} s" if seconds >= 60 else f"{seconds} s"
+
+
+class _Progress:
+    """Progress of a run on ``stream`` (default: stderr); silent when not ``enabled``.
+
+    On a terminal: a tqdm bar with the count, the rate, the time left and the full name of the
+    check that just finished. Elsewhere (a file, a pipe, a CI log): a plain line every
+    ``interval`` seconds and one at the end, never a carriage return, so that a redirected
+    stream stays a readable log. ``total`` is the number of checks announced so far
+    (:meth:`grow` corrects it as each framework tells its exact count).
+    """
+
+    def __init__(
+        self,
+        total: int,
+        enabled: bool,
+        stream: TextIO | None = None,
+        *,
+        interval: float | None = None,
+        title: str | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ):
         self.total, self.n, self.enabled = total, 0, enabled
         self.stream = stream or sys.stderr
+        self.interval = PROGRESS_INTERVAL_S if interval is None else interval
+        self.clock = clock
+        self.start = self.last_line = clock()
+        self.first: float | None = None  # when the first check finished: the rate leaves out start-up (imports)
         self.bar: Any = None
-        if enabled:
+        if title is not None:
+            self.note(title)
+        if enabled and _is_terminal(self.stream):
             try:
                 from tqdm import tqdm
-            except ImportError:
+            except ImportError:  # a plain line now and then still says how far the run is
                 pass
             else:
-                self.bar = tqdm(total=total, file=self.stream, unit="case", dynamic_ncols=True, leave=False)
+                self.bar = tqdm(total=total, file=self.stream, unit="check", desc="conformance", dynamic_ncols=True)
+
+    def note(self, text: str) -> None:
+        """One line of text, above the bar on a terminal."""
+        if not self.enabled:
+            return
+        if self.bar is not None:
+            self.bar.write(text, file=self.stream)
+        else:
+            self.stream.write(text + "\n")
+            self.stream.flush()
 
     def grow(self, n: int) -> None:
         """``n`` more (or, negative, fewer) steps to come than announced so far."""
@@ -246,21 +326,35 @@ class _Progress:
 
     def step(self, what: str) -> None:
         self.n += 1
+        if self.first is None:
+            self.first = self.clock()
         if not self.enabled:
             return
         if self.bar is not None:
-            self.bar.set_description(what, refresh=False)
+            self.bar.set_postfix_str(what, refresh=False)
             self.bar.update()
-        else:
-            self.stream.write(f"\r[{self.n}/{self.total}] {what:<40.40}")
-            self.stream.flush()
+            return
+        now = self.clock()
+        if now - self.last_line >= self.interval:
+            self.last_line = now
+            self.note(f"conformance: {self._count()}, {self._times(now)}: {what}")
+
+    def _count(self) -> str:
+        pct = 100 * self.n // self.total if self.total else 100
+        return f"{self.n}/{self.total} checks ({pct}%)"
+
+    def _times(self, now: float) -> str:
+        text = f"{_duration(now - self.start)} elapsed"
+        if self.first is not None and 1 < self.n < self.total:
+            text += f", about {_duration((now - self.first) * (self.total - self.n) / (self.n - 1))} left"
+        return text
 
     def close(self) -> None:
         if self.bar is not None:
+            self.bar.set_postfix_str("", refresh=False)
             self.bar.close()
         elif self.enabled:
-            self.stream.write("\r" + " " * 60 + "\r")
-            self.stream.flush()
+            self.note(f"conformance: {self.n}/{self.total} checks in {_duration(self.clock() - self.start)}")
 
 
 @dataclasses.dataclass
@@ -295,6 +389,7 @@ def _run_framework(
     try:
         adapter = build(name)
     except Exception as e:
+        grow(0)  # none of the checks announced for it will run
         failure = f"{name}: the adapter could not be built: {exception_line(e)}"
         return _Column(name, ERROR, [Cell(ERROR, math.inf) for _ in chosen], None, [failure], 0.0)
     first_of_module: dict[str, Variant] = {}  # module -> its first variant: the non-vacuity case
@@ -328,6 +423,29 @@ def _run_framework(
     return _Column(name, status, cells, non_vacuity, failures, elapsed, cpu_s, sensitivity)
 
 
+def _planned(name: str, chosen: list[Variant], full: bool) -> int:
+    """The number of checks ``name`` will run on ``chosen``, known before its framework is imported.
+
+    An adapter declares its dtypes and data formats as class attributes; the ports keep the
+    defaults of :class:`Adapter`, and an adapter needing no framework (numpy) is read directly.
+    The framework corrects the count once built (``grow``), so this only has to be a good guess.
+    """
+    module, cls, needs = ADAPTERS[name]
+    spec: Any = Adapter
+    if not needs:
+        try:
+            spec = getattr(importlib.import_module(module), cls)
+        except Exception:  # the run reports it; the default attributes do for a count
+            spec = Adapter
+    formats = [f for f in DATA_FORMATS if f in spec.data_formats]
+    count = len(chosen) * len(spec.dtypes) * len(MODES) * len(formats)
+    if full:  # edge_cases: n1, hw1 (not in train mode with batch norm), large, small, c1, c_below_ratio
+        for v in chosen:
+            bn = bool(getattr(v.build(CHANNELS), "has_batch_norm", False))
+            count += sum(6 - (training and bn) for training in MODES) * len(spec.grad_dtypes)
+    return count + len({v.module for v in chosen})
+
+
 COST = {"numpy": 0.0, "torch": 1.0, "keras": 2.0, "flax.linen": 4.0, "flax.nnx": 4.0}
 """Rough relative run time of each framework's default grid on CPU, used only to balance the worker
 processes of ``jobs > 1``. JAX compiles every op on first use, and that cost is paid once per process."""
@@ -351,16 +469,48 @@ def _groups(names: Sequence[str], jobs: int) -> list[list[str]]:
     return [[n for n in names if n in b] for b in bins if b]
 
 
+QUIET_ENV = {"TF_CPP_MIN_LOG_LEVEL": "3", "GRPC_VERBOSITY": "ERROR"}
+"""Environment that asks TensorFlow's C++ logging (and gRPC's) for errors only; set before the import."""
+QUIET_LOGGERS = ("absl", "tensorflow", "jax", "jax._src.xla_bridge")
+"""Python loggers set to ERROR in a process that runs frameworks."""
+
+
+def quiet_framework_logs() -> None:
+    """Keep framework chatter (TensorFlow, absl, JAX) off the display; a variable the user set is kept.
+
+    Must run before the framework is imported. TensorFlow >= 2.20 writes some C++ log lines
+    (``oneDNN custom operations are on``) whatever ``TF_CPP_MIN_LOG_LEVEL`` says, which is why the
+    worker processes also send their stderr to a log file (:func:`_worker_init`).
+    """
+    for key, value in QUIET_ENV.items():
+        os.environ.setdefault(key, value)
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
 _QUEUE: Any = None
 
 
-def _worker_init(queue: Any) -> None:
+def _worker_init(queue: Any, log_path: str | None) -> None:
+    """Set up a worker: progress goes to ``queue``; its stderr (framework logging) goes to ``log_path``."""
     global _QUEUE
     _QUEUE = queue
+    quiet_framework_logs()
+    if log_path is not None:
+        fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        os.dup2(fd, 2)  # the C++ side of the frameworks writes to file descriptor 2 directly
+        os.close(fd)
 
 
-def _worker(names: list[str], modules: Sequence[str], seed: int, full: bool) -> list[_Column]:
-    """Run ``names`` in a worker process; progress goes to the parent through the queue."""
+def _worker(
+    names: list[str], specs: dict[str, tuple[str, str, tuple[str, ...]]], modules: Sequence[str], seed: int, full: bool
+) -> list[_Column]:
+    """Run ``names`` in a worker process; progress goes to the parent through the queue.
+
+    ``specs`` are the parent's ``ADAPTERS`` entries for ``names``, so that an adapter registered
+    at run time in the parent is found here too.
+    """
+    ADAPTERS.update(specs)
     chosen = _chosen(modules, full)
     return [
         _run_framework(
@@ -374,6 +524,15 @@ def _worker(names: list[str], modules: Sequence[str], seed: int, full: bool) -> 
         )
         for n in names
     ]
+
+
+def _last_line(path: str) -> str | None:
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            lines = [line.strip() for line in f.read()[-4000:].splitlines() if line.strip()]
+    except OSError:
+        return None
+    return lines[-1] if lines else None
 
 
 def _run_parallel(
@@ -399,21 +558,30 @@ def _run_parallel(
         announce(*value) if kind == "grow" else bar.step(value)
         return True
 
+    fd, log_path = tempfile.mkstemp(prefix="attnspec-conformance-", suffix=".log")
+    os.close(fd)
     columns: dict[str, _Column] = {}
-    with concurrent.futures.ProcessPoolExecutor(len(groups), ctx, _worker_init, (q,)) as pool:
-        futures = [pool.submit(_worker, g, tuple(modules), seed, full) for g in groups]
-        while not all(f.done() for f in futures):
-            pump(0.2)
-        for group, f in zip(groups, futures, strict=True):
-            try:
-                columns |= {c.name: c for c in f.result()}
-            except Exception as e:  # the worker died (a framework crashed the interpreter): report, do not crash
-                for n in group:
-                    failure = f"{n}: the worker process running {', '.join(group)} failed: {exception_line(e)}"
-                    cells = [Cell(ERROR, math.inf) for _ in _chosen(modules, full)]
-                    columns[n] = _Column(n, ERROR, cells, None, [failure], 0.0)
-    while pump(0.05):  # the workers have exited, so whatever they queued has been flushed
-        pass
+    try:
+        with concurrent.futures.ProcessPoolExecutor(len(groups), ctx, _worker_init, (q, log_path)) as pool:
+            futures = [pool.submit(_worker, g, {n: ADAPTERS[n] for n in g}, tuple(modules), seed, full) for g in groups]
+            while not all(f.done() for f in futures):
+                pump(0.2)
+            for group, f in zip(groups, futures, strict=True):
+                try:
+                    columns |= {c.name: c for c in f.result()}
+                except Exception as e:  # the worker died (a framework crashed the interpreter): report, do not crash
+                    last = _last_line(log_path)
+                    for n in group:
+                        failure = f"{n}: the worker process running {', '.join(group)} failed: {exception_line(e)}"
+                        if last:
+                            failure += f" (last line it wrote to stderr: {last})"
+                        cells = [Cell(ERROR, math.inf) for _ in _chosen(modules, full)]
+                        columns[n] = _Column(n, ERROR, cells, None, [failure], 0.0)
+        while pump(0.05):  # the workers have exited, so whatever they queued has been flushed
+            pass
+    finally:
+        with contextlib.suppress(OSError):
+            os.remove(log_path)
     return columns
 
 
@@ -424,16 +592,19 @@ def run_matrix(
     full: bool = False,
     seed: int = 0,
     progress: bool = True,
-    jobs: int = 1,
+    jobs: int = 0,
     adapter_factory: Callable[[str], Adapter] | None = None,
+    stream: TextIO | None = None,
 ) -> Matrix:
     """Check ``frameworks`` (default: all) on the presets of ``modules`` (plus knobs and edge cases when ``full``).
 
     A framework that is not installed gets ``not installed`` cells and is never imported; one
     whose adapter raises on construction gets ``error`` cells and a failure message.
-    With ``jobs > 1`` the frameworks are split over that many worker processes (each imports
-    only its own frameworks); ``adapter_factory`` (default :func:`conformance.get_adapter`)
-    builds an adapter from its name, in this process only.
+    With ``jobs >= 1`` the frameworks are split over at most that many worker processes (each
+    imports only its own frameworks, and its stderr, where the frameworks log, goes to a file);
+    with ``jobs=0``, with an ``adapter_factory`` (default :func:`conformance.get_adapter`, which
+    builds an adapter from its name), or when no framework needs a package (numpy), everything
+    runs in this process. ``progress`` draws on ``stream`` (default: stderr): see :class:`_Progress`.
     """
     start = time.perf_counter()
     names = list(ADAPTERS) if frameworks is None else list(frameworks)
@@ -442,17 +613,22 @@ def run_matrix(
             raise ValueError(f"Unknown framework {n!r}. Expected one of {', '.join(map(repr, ADAPTERS))}")
     chosen = _chosen(modules, full)
     installed = [n for n in names if is_installed(n)]
-    # every port runs 4 dtypes x 2 modes x 2 formats (+ edge cases); each framework corrects this once built
-    guess = len(chosen) * (len(MODES) * len(DATA_FORMATS) * 4 + (len(MODES) * 2 * 6 if full else 0))
-    guess += len({v.module for v in chosen})
-    bar = _Progress(guess * len(installed), progress)
+    planned = {n: _planned(n, chosen, full) for n in installed}
+    in_process = jobs == 0 or adapter_factory is not None or not any(ADAPTERS[n][2] for n in installed)
+    groups = [installed] if in_process else _groups(installed, jobs)
+    missing = [n for n in names if n not in installed]
+    where = "in this process" if in_process else f"in {len(groups)} worker process{'es' * (len(groups) > 1)}"
+    plan = f"conformance: {sum(planned.values())} checks of {', '.join(installed)} {where}"
+    if not installed:
+        plan = "conformance: nothing to check"
+    plan += f"; not installed: {', '.join(_collapse(missing))}" if missing else ""
+    bar = _Progress(sum(planned.values()), progress, stream, title=plan)
 
     def announce(name: str, n: int) -> None:
-        bar.grow(n - guess)
+        bar.grow(n - planned[name])
 
     try:
-        groups = _groups(installed, jobs)
-        if len(groups) > 1 and adapter_factory is None:
+        if not in_process:
             columns = _run_parallel(groups, modules, seed, full, bar, announce)
         else:
             build = adapter_factory or get_adapter
@@ -509,9 +685,8 @@ def _per_dtype(cell: Cell) -> str:
 
 def _title(m: Matrix) -> str:
     grid = "full grid (presets, knobs, edge cases)" if m.full else "default grid (presets)"
-    return (
-        f"attnspec conformance, spec {ref.SPEC_VERSION}, {grid}, seed {m.seed}: {m.cases} cases in {m.elapsed_s:.1f} s"
-    )
+    count = f"{m.checks} checks ({m.cases} cases, {m.non_vacuity_checks} non-vacuity)"
+    return f"attnspec conformance, spec {ref.SPEC_VERSION}, {grid}, seed {m.seed}: {count} in {m.elapsed_s:.1f} s"
 
 
 LEGEND = (
@@ -550,13 +725,53 @@ def _failure_lines(m: Matrix, limit: int = MAX_FAILURE_LINES) -> list[str]:
     return out
 
 
+def _collapse(names: Sequence[str]) -> list[str]:
+    """``names`` with every complete group of :data:`ALIASES` written as its alias (flax.linen, flax.nnx -> flax)."""
+    out: list[str] = []
+    for n in names:
+        group = next((a for a, members in ALIASES.items() if n in members and set(members) <= set(names)), n)
+        if group not in out:
+            out.append(group)
+    return out
+
+
+def install_hint(names: Sequence[str]) -> str | None:
+    """The pip command that installs the frameworks ``names`` (None when none has an extra)."""
+    extras = list(dict.fromkeys(EXTRAS[n] for n in names if n in EXTRAS))
+    return f'pip install "attnspec[{",".join(extras)}]"' if extras else None
+
+
+def _verdict(m: Matrix) -> tuple[str, str]:
+    missing = ", ".join(_collapse(m.not_installed))
+    if not m.tested:
+        return "NOTHING TESTED", f"{missing} — not installed" if missing else ""
+    covered = ", ".join(m.tested) + (f"; not tested: {missing} — not installed" if missing else "")
+    return "PASS" if m.passed else "FAIL", covered
+
+
+def verdict(m: Matrix) -> str:
+    """``PASS (numpy, torch; not tested: flax, keras — not installed)``: the verdict and what it covers.
+
+    A run that tested nothing (every framework asked for is missing) is ``NOTHING TESTED``, never a pass.
+    """
+    word, covered = _verdict(m)
+    return f"{word} ({covered})" if covered else word
+
+
+def _not_tested(m: Matrix) -> list[str]:
+    if not m.not_installed:
+        return []
+    hint = install_hint(m.not_installed)
+    return [f"not tested: {', '.join(m.not_installed)} (not installed{f'; {hint} adds them' if hint else ''})"]
+
+
 def render_text(m: Matrix) -> str:
-    """A fixed-width table, the non-vacuity row, the verdict and the first failure messages."""
+    """A fixed-width table, the non-vacuity row, what was not tested, the verdict and the first failure messages."""
     table = [*_table(m, _cell), *_footer(m)]
     widths = [max(len(line[i]) for line in table) for i in range(len(table[0]))]
     out = [_title(m), ""]
     out += ["  ".join(v.ljust(w) for v, w in zip(line, widths, strict=True)).rstrip() for line in table]
-    out += ["", LEGEND, f"result: {'PASS' if m.passed else 'FAIL'}"]
+    out += ["", LEGEND, *_not_tested(m), f"result: {verdict(m)}"]
     if m.failures:
         out += ["", *_failure_lines(m)]
     return "\n".join(out) + "\n"
@@ -571,7 +786,9 @@ def _md_table(rows: list[list[str]]) -> list[str]:
 def render_markdown(m: Matrix) -> str:
     """The matrix as a Markdown table, then the worst ratio per dtype, then the failures."""
     table = [*_table(m, _cell), *_footer(m)]
-    out = [f"**{_title(m)}**", "", *_md_table(table), "", f"{LEGEND}. Result: **{'PASS' if m.passed else 'FAIL'}**."]
+    word, covered = _verdict(m)
+    out = [f"**{_title(m)}**", "", *_md_table(table), "", f"{LEGEND}."]
+    out += [*(f"{line}." for line in _not_tested(m)), f"Result: **{word}**{f' ({covered})' if covered else ''}."]
     out += ["", "Worst error ratio per dtype:", "", *_md_table(_table(m, _per_dtype))]
     if m.failures:
         out += ["", "```", *_failure_lines(m), "```"]
@@ -589,7 +806,12 @@ def matrix_dict(m: Matrix) -> dict[str, Any]:
         "seed": m.seed,
         "full": m.full,
         "passed": m.passed,
+        "result": verdict(m),
+        "tested": m.tested,
+        "not_installed": m.not_installed,
+        "checks": m.checks,
         "cases": m.cases,
+        "non_vacuity_checks": m.non_vacuity_checks,
         "elapsed_s": round(m.elapsed_s, 3),
         "frameworks": {
             f: {

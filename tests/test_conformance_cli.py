@@ -7,17 +7,22 @@ test_conformance_ports.py. One subprocess test proves the entry point.
 
 from __future__ import annotations
 
+import io
 import json
+import logging
+import os
+import re
 import subprocess
 import sys
 import types
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 
 import conformance.report
-from conformance import ADAPTERS, Outputs, get_adapter
+from conformance import ADAPTERS, Outputs, get_adapter, make_case
 from conformance.__main__ import main
 from conformance.adapters.numpy_ref import NumpyAdapter
 from conformance.report import (
@@ -32,8 +37,11 @@ from conformance.report import (
     render_text,
     run_matrix,
 )
+from reference_numpy import ECAConfig
+from reference_numpy.spec_doc import spec_sections
 
-QUIET = ["--no-progress", "--jobs", "1"]  # in-process: the test adapters below exist only in this process
+ROOT = Path(__file__).resolve().parents[1]
+QUIET = ["--no-progress", "--jobs", "0"]  # in this process, so that monkeypatches apply
 
 
 class PerturbedAdapter(NumpyAdapter):
@@ -70,12 +78,43 @@ class BrokenAdapter(NumpyAdapter):
         raise RuntimeError("framework broken")
 
 
+class NoisyAdapter(NumpyAdapter):
+    """The reference, starting up the way TensorFlow does: C++ log lines on file descriptor 2, absl warnings."""
+
+    name = "noisy"
+
+    def __init__(self) -> None:
+        super().__init__()
+        os.write(2, b"I0000 00:00:1796172813.703313 6932 port.cc:153] oneDNN custom operations are on.\n")
+        logging.getLogger("absl").warning("noisy absl warning")
+
+
+class CrashingAdapter(NumpyAdapter):
+    """A framework that takes its interpreter down after saying why on stderr."""
+
+    name = "crashing"
+
+    def __init__(self) -> None:
+        os.write(2, b"F0000 fatal: out of device memory\n")
+        os._exit(1)
+
+
+@pytest.fixture(autouse=True)
+def _restore_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The report asks frameworks for quiet through the environment: undo that after each test."""
+    for key in conformance.report.QUIET_ENV:
+        monkeypatch.delenv(key, raising=False)
+
+
 @pytest.fixture
 def register(monkeypatch: pytest.MonkeyPatch):
-    """Register a test adapter class of this module under its ``name``."""
+    """Register a test adapter class of this module under its ``name``.
 
-    def add(cls: type) -> str:
-        monkeypatch.setitem(ADAPTERS, cls.name, (__name__, cls.__name__, ()))
+    ``needs`` are the packages it claims to need: with any, the report runs it in a worker process.
+    """
+
+    def add(cls: type, needs: tuple[str, ...] = ()) -> str:
+        monkeypatch.setitem(ADAPTERS, cls.name, (__name__, cls.__name__, needs))
         return cls.name
 
     return add
@@ -151,17 +190,74 @@ def test_full_adds_knobs_and_edge_cases(capsys: pytest.CaptureFixture[str]) -> N
 
 
 def test_progress_goes_to_stderr(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["--frameworks", "numpy", "--modules", "eca", "--format", "json", "--jobs", "1"]) == 0
+    assert main(["--frameworks", "numpy", "--modules", "eca", "--format", "json", "--jobs", "0"]) == 0
     captured = capsys.readouterr()
-    assert json.loads(captured.out)["passed"] is True  # stdout is pure JSON although a bar was drawn
-    assert captured.err
+    assert json.loads(captured.out)["passed"] is True  # stdout is pure JSON although progress was shown
+    assert captured.err.startswith("conformance: 13 checks of numpy in this process\n")
 
 
-def test_progress_without_tqdm(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
-    monkeypatch.setitem(sys.modules, "tqdm", None)  # makes `from tqdm import tqdm` raise ImportError
-    assert main(["--frameworks", "numpy", "--modules", "eca", "--jobs", "1"]) == 0
-    err = capsys.readouterr().err
-    assert "[13/13]" in err  # 12 cases + 1 non-vacuity check
+class Terminal(io.StringIO):
+    """A stream that says it is a terminal."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_bar_on_a_terminal() -> None:
+    """tqdm draws the bar: count, time left and the full name of the last check, redrawn in place."""
+    stream = Terminal()
+    m = run_matrix(["numpy"], modules=("eca",), stream=stream)
+    text = stream.getvalue()
+    assert text.startswith("conformance: 13 checks of numpy in this process\n")
+    assert "\r" in text and "13/13" in text and m.checks == 13
+    assert re.search(r"\[\d\d:\d\d<\d\d:\d\d", text)  # [elapsed<left]: the ETA
+
+    stream = Terminal()
+    bar = _Progress(2, True, stream)
+    bar.bar.mininterval = 0  # draw on every step (tqdm redraws at most every 0.1 s)
+    bar.step("flax.linen cbam-all-pools-mean-max.c_below_ratio-float32-train-nchw")
+    assert stream.getvalue().endswith("flax.linen cbam-all-pools-mean-max.c_below_ratio-float32-train-nchw]")
+
+
+@pytest.mark.parametrize("tqdm_installed", [True, False], ids=["tqdm", "no-tqdm"])
+def test_plain_lines_when_not_a_terminal(
+    tqdm_installed: bool, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Elsewhere (a file, a pipe; or a terminal without tqdm): whole lines, full names, one consistent count."""
+    monkeypatch.setattr(conformance.report, "PROGRESS_INTERVAL_S", 0.0)  # a line per check
+    stream: io.StringIO = io.StringIO()
+    if not tqdm_installed:
+        monkeypatch.setitem(sys.modules, "tqdm", None)  # makes `from tqdm import tqdm` raise ImportError
+        stream = Terminal()
+    monkeypatch.setattr(sys, "stderr", stream)
+    assert main(["--frameworks", "numpy", "--modules", "eca", "--full", "--jobs", "0"]) == 0
+    err, out = stream.getvalue(), capsys.readouterr().out
+    assert "\r" not in err and "\r" not in out
+    lines = err.splitlines()
+    header = out.splitlines()[0]
+    total = int(re.search(r": (\d+) checks \((\d+) cases, (\d+) non-vacuity\)", header)[1])
+    assert total == 3 * 2 * (4 + 2 * 6) + 1  # 6 variants, 4 cases and 12 edge cases each, 1 non-vacuity check
+    assert lines[0] == f"conformance: {total} checks of numpy in this process"
+    counted = [int(re.match(r"conformance: (\d+)/(\d+) checks", line)[1]) for line in lines[1:]]
+    assert counted[:-1] == list(range(1, total + 1)) and counted[-1] == total
+    assert all(f"/{total} checks" in line for line in lines[1:])  # the total never changed
+    assert "numpy eca-hard_sigmoid-gamma.c_below_ratio-float64-train-nchw" in err  # longer than 40 characters
+    assert re.fullmatch(rf"conformance: {total}/{total} checks in \d+ s", lines[-1])
+
+
+def test_plain_lines_show_the_time_left() -> None:
+    ticks = iter(range(0, 1000, 4))  # every reading of the clock: 4 s later
+    stream = io.StringIO()
+    bar = _Progress(5, True, stream, interval=10.0, title="conformance: 5 checks", clock=lambda: float(next(ticks)))
+    for i in range(5):
+        bar.step(f"check {i}")
+    bar.close()
+    assert stream.getvalue().splitlines() == [
+        "conformance: 5 checks",
+        "conformance: 2/5 checks (40%), 12 s elapsed, about 24 s left: check 1",  # 8 s from the 1st to the 2nd
+        "conformance: 5/5 checks (100%), 24 s elapsed: check 4",
+        "conformance: 5/5 checks in 28 s",
+    ]
 
 
 def test_renderers_agree() -> None:
@@ -266,11 +362,194 @@ def test_not_installed_is_shown_and_never_imported(
 # ----------------------------------------------------------------------------- arguments
 
 
-def test_frameworks_option(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize("option", ["--frameworks", "--framework"])
+def test_frameworks_option(option: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setattr(conformance.report, "is_installed", lambda name: name == "numpy")
-    code, out = run(capsys, "report", "--frameworks", "flax,numpy", "--modules", "eca", "--format", "json")
+    code, out = run(capsys, "report", option, "flax,numpy", "--modules", "eca", "--format", "json")
     assert code == 0
-    assert list(json.loads(out)["frameworks"]) == ["flax.linen", "flax.nnx", "numpy"]
+    doc = json.loads(out)
+    assert list(doc["frameworks"]) == ["flax.linen", "flax.nnx", "numpy"]
+    assert doc["tested"] == ["numpy"] and doc["not_installed"] == ["flax.linen", "flax.nnx"]
+    assert doc["result"] == "PASS (numpy; not tested: flax — not installed)"
+
+
+@pytest.mark.parametrize("option", ["--frameworks", "--framework"])
+def test_vectors_check_takes_the_same_framework_option(
+    option: str, tmp_path, register, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``vectors check`` takes --framework or --frameworks, a list, and the flax alias, like the report."""
+    from conformance.vectors import export_vectors
+
+    export_vectors(tmp_path, [make_case(ECAConfig(channels=8), name="tiny")])
+    name = register(PerturbedAdapter)
+    assert main(["vectors", "check", str(tmp_path), option, f"numpy,{name}"]) == 1
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("numpy: 1/1 vector files pass") and lines[1].startswith(f"{name}: 0/1 vector files")
+    assert main(["vectors", "check", str(tmp_path), option, f"numpy,{name}", "--format", "json"]) == 1
+    docs = json.loads(capsys.readouterr().out)
+    assert [(d["framework"], d["passed"]) for d in docs] == [("numpy", True), (name, False)]
+
+
+def test_vectors_check_flax_alias(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """``--framework flax`` means both Flax APIs; when they are missing, the error says what to install."""
+    monkeypatch.setattr(sys.modules["conformance.__main__"], "is_installed", lambda name: name == "numpy")
+    assert main(["vectors", "check", "--framework", "flax"]) == 2
+    err = capsys.readouterr().err
+    assert err == "error: 'flax.linen', 'flax.nnx' are not installed: pip install \"attnspec[flax]\"\n"
+
+
+def test_verify_takes_frameworks_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen = []
+    fake = types.ModuleType("conformance.verify")
+    fake.main = lambda argv: seen.append(argv) or 0  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "conformance.verify", fake)
+    assert main(["verify", "pkg:Cls", "--frameworks", "torch"]) == 0
+    assert main(["verify", "pkg:Cls", "--frameworks=flax"]) == 0
+    assert seen == [["pkg:Cls", "--framework", "torch"], ["pkg:Cls", "--framework=flax"]]
+
+
+# ----------------------------------------------------------------------------- missing frameworks, framework logs
+
+WITHOUT_FRAMEWORKS = """
+import sys
+sys.modules.update(dict.fromkeys(("torch", "jax", "flax", "keras", "tensorflow")))  # as if none were installed
+from conformance.__main__ import main
+for argv in (["--modules", "eca"], ["--frameworks", "torch,flax", "--modules", "eca"]):
+    code = main(argv)
+    print("exit", code, flush=True)
+    print("---", file=sys.stderr, flush=True)
+"""
+
+
+def test_missing_frameworks_are_named_in_the_output_and_the_result_line() -> None:
+    """A run says what it did not test, and one that tested nothing is never a pass (redirected: no \\r)."""
+    proc = subprocess.run(
+        [sys.executable, "-c", WITHOUT_FRAMEWORKS], capture_output=True, text=True, timeout=120, check=True, cwd=ROOT
+    )
+    assert "\r" not in proc.stdout and "\r" not in proc.stderr
+    some, none, _ = proc.stdout.split("exit ")
+    some_err, none_err, _ = proc.stderr.split("---\n")
+    lines = some.splitlines()
+    assert lines[2].split() == ["module/variant", "numpy", "torch", "flax.linen", "flax.nnx", "keras"]
+    assert lines[-2:] == [
+        'not tested: torch, flax.linen, flax.nnx, keras (not installed; pip install "attnspec[torch,flax,tf]" adds them)',
+        "result: PASS (numpy; not tested: torch, flax, keras — not installed)",
+    ]
+    assert (
+        some_err.splitlines()[0] == "conformance: 13 checks of numpy in this process; not installed: torch, flax, keras"
+    )
+    assert none.startswith("0\n")  # the exit status of the first run
+    assert none.splitlines()[-1] == "result: NOTHING TESTED (torch, flax — not installed)"
+    assert proc.stdout.endswith("exit 1\n")
+    assert none_err.splitlines() == [
+        "conformance: nothing to check; not installed: torch, flax",
+        "conformance: 0/0 checks in 0 s",
+    ]
+    assert "result: PASS\n" not in proc.stdout
+
+
+def test_framework_logging_stays_off_the_display(register, capfd: pytest.CaptureFixture[str]) -> None:
+    """A worker process sends what the framework writes to stderr (C++ logs, absl) to a log file."""
+    name = register(NoisyAdapter, needs=("numpy",))  # needs a package: runs in a worker process
+    assert main(["--frameworks", name, "--modules", "eca", "--jobs", "1", "--no-progress"]) == 0
+    out, err = capfd.readouterr()
+    assert "result: PASS (noisy)" in out
+    assert "oneDNN" not in err and "absl" not in err and err == ""
+    # the same adapter in this process (--jobs 0): the noise is there, so the check above can fail
+    assert main(["--frameworks", name, "--modules", "eca", "--jobs", "0", "--no-progress"]) == 0
+    assert "oneDNN custom operations are on" in capfd.readouterr().err
+
+
+def test_a_crashed_worker_is_a_failure_that_quotes_its_stderr(register, capfd: pytest.CaptureFixture[str]) -> None:
+    name = register(CrashingAdapter, needs=("numpy",))
+    assert main(["--frameworks", name, "--modules", "eca", "--jobs", "1", "--no-progress"]) == 1
+    out, err = capfd.readouterr()
+    assert "result: FAIL (crashing)" in out and err == ""
+    assert f"{name}: the worker process running {name} failed: " in out
+    assert "(last line it wrote to stderr: F0000 fatal: out of device memory)" in out
+
+
+@pytest.mark.keras
+def test_tensorflow_logging_and_carriage_returns_stay_out_of_a_redirected_run(tmp_path) -> None:
+    """``python -m conformance > out.txt 2> err.txt`` with Keras: no \\r, and nothing but progress lines on stderr."""
+    for package in ADAPTERS["keras"][2]:
+        pytest.importorskip(package)
+    with open(tmp_path / "out.txt", "w") as out, open(tmp_path / "err.txt", "w") as err:
+        code = subprocess.run(
+            [sys.executable, "-m", "conformance", "--frameworks", "keras", "--modules", "eca"],
+            stdout=out,
+            stderr=err,
+            cwd=ROOT,
+            timeout=300,
+            check=False,
+        ).returncode
+    out_text, err_text = (tmp_path / "out.txt").read_text(), (tmp_path / "err.txt").read_text()
+    assert code == 0, out_text + err_text
+    assert "\r" not in out_text and "\r" not in err_text
+    assert "result: PASS (keras)" in out_text
+    assert all(line.startswith("conformance: ") for line in err_text.splitlines()), err_text
+    checks = re.search(r": (\d+) checks \(", out_text)[1]
+    assert err_text.splitlines()[-1].startswith(f"conformance: {checks}/{checks} checks in ")
+
+
+# ----------------------------------------------------------------------------- spec
+
+
+def test_spec_prints_the_shipped_document(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["spec"]) == 0
+    assert capsys.readouterr().out == (ROOT / "SPEC.md").read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize(
+    ("argv", "heading"),
+    [
+        (["9"], "## 9. Conformance rules"),
+        (["9.5"], "### 9.5 Precision of a third-party target (`conformance.verify`)"),
+        (["tolerance"], "### 9.3 Tolerance: an error bound derived from the computation"),
+        (["conformance", "rules"], "## 9. Conformance rules"),
+        (["CBAM"], '## 4. CBAM (Woo et al., "CBAM: Convolutional Block Attention Module", ECCV 2018)'),
+        (["hidden width"], "### Hidden width of an MLP (SE and CBAM's channel gate)"),
+    ],
+    ids=["number", "subsection", "title-word", "title-words", "title-start-wins", "unnumbered"],
+)
+def test_spec_prints_one_section(argv: list[str], heading: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["spec", *argv]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[0] == heading
+    assert out in (ROOT / "SPEC.md").read_text(encoding="utf-8")
+    level = heading.split()[0]
+    assert not any(line.startswith(("## ", level + " ")) for line in out.splitlines()[1:])  # ends at the next one
+
+
+def test_section_9_holds_its_subsections(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["spec", "9"]) == 0
+    headings = [line for line in capsys.readouterr().out.splitlines() if line.startswith("#")]
+    assert headings[0] == "## 9. Conformance rules" and [h.split()[1] for h in headings[1:]] == [
+        "9.1",
+        "9.2",
+        "9.3",
+        "9.4",
+        "9.5",
+    ]
+
+
+@pytest.mark.parametrize(
+    "section", ["12", "9.9", "nonsense", "pools"], ids=["number", "subsection", "words", "ambiguous"]
+)
+def test_spec_unknown_section_exits_2_with_the_sections(section: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["spec", section]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    lines = captured.err.splitlines()
+    assert lines[0].startswith("error: `section` must") and f"Received: section={section!r}" in lines[0]
+    assert lines[1] == "sections of SPEC.md:" and "  9.5  Precision of a third-party target" in captured.err
+    assert len(lines) == 2 + len(spec_sections())
+
+
+def test_spec_list(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["spec", "--list"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "  1    Tensors" and len(lines) == len(spec_sections())
 
 
 @pytest.mark.parametrize(
@@ -301,6 +580,7 @@ def test_verify_missing(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureF
 def test_entry_point_subprocess() -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "conformance", "--frameworks", "numpy", "--format", "json"],
+        cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=120,

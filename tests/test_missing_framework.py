@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -29,7 +30,7 @@ PROBE = """
 import sys
 {block}
 try:
-    import {package}
+    {statement}
 except ImportError as e:
     cause = type(e.__cause__).__name__ if e.__cause__ is not None else None
     print(type(e).__name__, e.name, cause, str(e), sep="|")
@@ -39,8 +40,10 @@ print("frameworks imported:", sorted(m for m in ("torch", "jax", "flax", "keras"
 """
 
 
-def _import_without(package: str, names: tuple[str, ...], how: str) -> tuple[str, str]:
+def _import_without(package: str, names: tuple[str, ...], how: str, statement: str | None = None) -> tuple[str, str]:
+    """Run ``statement`` (default: ``import package``) in a fresh interpreter where ``names`` are not installed."""
     block = (NONE if how == "none" else HOOK).format(names=names)
+    statement = statement or f"import {package}"
     env = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep),
@@ -48,7 +51,7 @@ def _import_without(package: str, names: tuple[str, ...], how: str) -> tuple[str
     env["KERAS_BACKEND"] = "tensorflow"
     env["TF_CPP_MIN_LOG_LEVEL"] = "3"
     out = subprocess.run(
-        [sys.executable, "-c", PROBE.format(block=block, package=package)],
+        [sys.executable, "-c", PROBE.format(block=block, statement=statement)],
         capture_output=True,
         text=True,
         cwd=ROOT,
@@ -97,3 +100,70 @@ def test_a_broken_framework_keeps_its_own_error() -> None:
     result, _ = _import_without("torch_impl", ("torch._C",), "hook")
     assert result != "imported"
     assert "attnspec[" not in result and "torch._C" in result
+
+
+@pytest.mark.parametrize(
+    ("statement", "missing", "extra"),
+    [
+        pytest.param("import torch_impl.se", "torch", "torch", id="torch_impl.se"),
+        pytest.param("from torch_impl import CBAM", "torch", "torch", id="from-torch_impl"),
+        pytest.param("from flax_impl.nnx import CBAM", "flax", "flax", id="flax_impl.nnx"),
+        pytest.param("from flax_impl import linen", "jax", "flax", id="from-flax_impl"),
+        pytest.param("from tf_impl.se import SqueezeExcite", "keras", "tf", id="tf_impl.se"),
+    ],
+)
+def test_importing_a_submodule_names_the_extra_too(statement: str, missing: str, extra: str) -> None:
+    """The package's ``__init__`` runs first, so a submodule or a name from it says the same."""
+    result, _ = _import_without("", (missing,), "hook", statement)
+    kind, name, _, message = result.split("|", 3)
+    assert kind == "ModuleNotFoundError" and name == missing
+    assert f'pip install "attnspec[{extra}]"' in message
+
+
+def _extras() -> dict[str, set[str]]:
+    """pyproject.toml's extras -> the top-level distributions each installs (self-references expanded)."""
+    tomllib = pytest.importorskip("tomllib")  # Python >= 3.11
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]["optional-dependencies"]
+
+    def names(extra: str) -> set[str]:
+        out: set[str] = set()
+        for req in extras[extra]:
+            head = re.split(r"[\s;<>=!~]", req, maxsplit=1)[0]
+            if head.startswith("attnspec["):
+                for inner in head[len("attnspec[") : -1].split(","):
+                    out |= names(inner)
+            else:
+                out.add(head.split("[")[0].lower())
+        return out
+
+    return {extra: names(extra) for extra in extras}
+
+
+DISTRIBUTIONS = {"torch": {"torch"}, "jax": {"jax"}, "flax": {"flax"}, "keras": {"keras"}}
+DISTRIBUTIONS["tensorflow"] = {"tensorflow", "tensorflow-cpu"}
+"""Import name -> the distributions that provide it."""
+
+
+@pytest.mark.parametrize(
+    ("extra", "packages"),
+    [("torch", ("torch",)), ("flax", ("jax", "flax")), ("tf", ("keras", "tensorflow"))],
+)
+def test_the_extras_the_messages_name_install_the_framework(extra: str, packages: tuple[str, ...]) -> None:
+    installs = _extras()[extra]
+    for package in packages:
+        assert installs & DISTRIBUTIONS[package], f"attnspec[{extra}] does not install {package}: {sorted(installs)}"
+    assert _extras()["all"] >= installs
+
+
+def test_the_report_names_the_same_extras() -> None:
+    """``python -m conformance`` tells how to install a missing framework with the extras of pyproject.toml."""
+    from conformance import ADAPTERS
+    from conformance.report import EXTRAS, install_hint
+
+    extras = _extras()
+    for framework, (_, _, packages) in ADAPTERS.items():
+        if not packages:
+            continue  # numpy: always there
+        installs = extras[EXTRAS[framework]]
+        assert all(installs & DISTRIBUTIONS[p] for p in packages), (framework, EXTRAS[framework])
+    assert install_hint(["torch", "flax.linen", "flax.nnx", "keras"]) == 'pip install "attnspec[torch,flax,tf]"'

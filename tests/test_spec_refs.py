@@ -114,3 +114,21 @@ def test_the_packaged_spec_is_the_root_spec() -> None:
     if not packaged.exists():
         pytest.fail("reference_numpy/SPEC.md (shipped as package data) is missing")
     assert packaged.read_bytes() == SPEC.read_bytes()
+
+
+def test_the_wheel_ships_the_spec_and_the_license() -> None:
+    """SPEC.md travels as package data of reference_numpy (what `python -m conformance spec` prints), LICENSE as license file."""
+    tomllib = pytest.importorskip("tomllib")  # Python >= 3.11
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    assert "SPEC.md" in project["tool"]["setuptools"]["package-data"]["reference_numpy"]
+    assert "LICENSE" in project["project"]["license-files"] and (ROOT / "LICENSE").is_file()
+
+
+def test_spec_doc_reads_the_sections_this_test_reads() -> None:
+    from reference_numpy.spec_doc import spec_sections as shipped_sections
+
+    text = SPEC.read_text(encoding="utf-8")
+    shipped = shipped_sections()
+    assert {int(n): t for n, t in shipped.items() if "." not in n} == spec_sections(text)
+    sub = [n for n in shipped if "." in n]
+    assert sub and all(n.split(".")[0] in shipped for n in sub)  # every subsection sits in a section
