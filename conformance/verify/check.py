@@ -262,7 +262,10 @@ def precision_sentences(
     rejudged = {i: r for i, (r, _) in judged32.items()}
     # float32 steps inside a float64 path (a float32 constant, a cast) err by a few float32
     # roundings of the values involved; a bug of 1e-6 relative passes float32's bound but not this.
-    if not all(r.passed for r in rejudged.values()) or max(s for _, s in judged32.values()) > _FLOAT32_STEPS:
+    # counted on the generated cases only: the target's own weights (or sample) may drive its gate inputs
+    # far from O(1), where one float32 rounding of a gate input is several of the output's
+    drawn = [s for i, (_, s) in judged32.items() if reports[i].case.name not in ("own-weights", "sample")]
+    if not all(r.passed for r in rejudged.values()) or max(drawn, default=0.0) > _FLOAT32_STEPS:
         return "float64", [], None
     names = sorted({c.name for i in failing for c in reports[i].comparisons if not c.ok})
     worst = max(c.error_ratio for i in failing for c in reports[i].comparisons)
