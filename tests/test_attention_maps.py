@@ -176,3 +176,20 @@ def test_torch_maps_are_differentiable_and_follow_the_module_mode() -> None:
     assert x.grad is not None and cbam.spatial.conv.weight.grad is not None
     eval_maps = cbam.eval().attention_maps(x)
     assert not torch.equal(train_maps["spatial"], eval_maps["spatial"])  # batch vs running statistics
+
+
+@pytest.mark.torch
+def test_attention_map_example_draws_a_map_that_follows_the_edges(tmp_path) -> None:
+    """examples/attention_map.py: the picture is written, and its map is high where the features are."""
+    pytest.importorskip("torch")
+    pytest.importorskip("matplotlib")
+    from examples import attention_map
+
+    out = tmp_path / "map.png"
+    attention_map.main(["--out", str(out)])
+    assert out.stat().st_size > 10_000
+    features = attention_map.edge_features(attention_map.load_image())
+    s = attention_map.spatial_map(features)
+    strength = features[0].max(axis=0)
+    strong, weak = strength > np.quantile(strength, 0.9), strength < np.quantile(strength, 0.5)
+    assert s.shape == strength.shape and s[strong].mean() > s[weak].mean() + 0.2
