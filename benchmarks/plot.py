@@ -1,8 +1,8 @@
 """Draw the benchmark ratios of every port and module as one PNG (matplotlib, the ``dev`` extra).
 
-    python -m benchmarks.bench_torch --quick --batch 8 --save docs/benchmarks/torch.json
-    python -m benchmarks.bench_flax  --quick --batch 8 --save docs/benchmarks/flax.json
-    python -m benchmarks.bench_keras --quick --batch 8 --save docs/benchmarks/keras.json
+    python -m benchmarks.bench_torch --batch 16 --save docs/benchmarks/torch.json
+    python -m benchmarks.bench_flax  --batch 16 --save docs/benchmarks/flax.json
+    python -m benchmarks.bench_keras --batch 16 --save docs/benchmarks/keras.json
     python -m benchmarks.plot [FILE.json ...] [--out docs/benchmarks.png]
 
 Without files it reads every ``docs/benchmarks/*.json``. Two panels, forward and
