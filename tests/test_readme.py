@@ -134,3 +134,28 @@ def test_license_is_in_the_repository_and_the_wheel_metadata() -> None:
     assert 'license = "Apache-2.0"' in lines and 'license-files = ["LICENSE"]' in lines
     text = (ROOT / "LICENSE").read_text(encoding="utf-8")
     assert "Apache License" in text and "Version 2.0, January 2004" in text
+
+
+def test_benchmark_results_round_trip_and_draw(tmp_path: Path) -> None:
+    """README's Benchmarks section: ``--save`` writes what ``python -m benchmarks.plot`` draws.
+
+    The committed results under docs/benchmarks/ load and draw; a file written by
+    ``harness.save_rows`` loads back to the same rows; a file of another kind is refused.
+    """
+    pytest.importorskip("matplotlib")
+    from benchmarks import harness, plot
+
+    committed = sorted((ROOT / "docs" / "benchmarks").glob("*.json"))
+    assert {p.stem for p in committed} == {"torch", "flax", "keras"}
+    rows = [harness.Row("torch", "SE", (2, 8, 4, 4), 1.25, 3.5, 2.0, 1.5, 5.0)]
+    harness.save_rows(tmp_path / "r.json", rows, layout="NCHW", threads=2)
+    meta, back = harness.load_rows(tmp_path / "r.json")
+    assert back == rows and meta["layout"] == "NCHW" and meta["threads"] == 2
+    out = plot.draw([*committed, tmp_path / "r.json"], tmp_path / "chart.png")
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    (tmp_path / "other.json").write_text('{"rows": []}', encoding="utf-8")
+    with pytest.raises(ValueError, match="not a benchmark result"):
+        harness.load_rows(tmp_path / "other.json")
+    assert harness.shapes(4) == [(4, *s[1:]) for s in harness.SHAPES]
+    with pytest.raises(ValueError, match="batch"):
+        harness.shapes(0)
