@@ -18,25 +18,19 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from reference_numpy import Config
-
 from . import _ops
 
 __all__ = ["attention_maps"]
 
 
 def attention_maps(
-    cfg: Config,
-    weights: _ops.Weights,
-    stats: _ops.Weights,
-    x: Any,
-    *,
-    training: bool,
-    data_format: str,
-    dtype: Any = None,
-    axis_name: str | None = None,
+    module: Any, weights: _ops.Weights, stats: _ops.Weights, x: Any, *, training: bool, axis_name: str | None = None
 ) -> dict[str, jax.Array]:
-    """The maps of the module ``cfg`` describes; weights and statistics keyed as in :func:`flax_impl._ops.apply`."""
+    """The maps of a Linen or NNX ``module`` (its ``config``, ``data_format`` and ``dtype``) on ``x``.
+
+    ``weights`` and ``stats`` are keyed as in :func:`flax_impl._ops.apply`.
+    """
+    cfg, data_format, dtype = module.config, module.data_format, module.dtype
     x = jnp.asarray(x)
     cfg.validate_input(x.shape, x.dtype, data_format=data_format, training=training)
     ctx = _ops.make_ctx(data_format, x.dtype if dtype is None else dtype)

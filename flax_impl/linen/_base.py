@@ -132,17 +132,7 @@ class Attention(nn.Module):
             for e in entries(self.config)
         }
         weights, stats = split(values, self.config)
-        axis_name = getattr(self, "axis_name", None)
-        return attention_maps(
-            self.config,
-            weights,
-            stats,
-            x,
-            training=training,
-            data_format=self.data_format,
-            dtype=self.dtype,
-            axis_name=axis_name,
-        )
+        return attention_maps(self, weights, stats, x, training=training, axis_name=getattr(self, "axis_name", None))
 
     @nn.compact
     def __call__(self, x: jax.Array, training: bool = False) -> jax.Array:

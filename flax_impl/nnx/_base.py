@@ -133,16 +133,7 @@ class Attention(nnx.Module):
         from ..maps import attention_maps
 
         weights, stats = split({k: v.get_value() for k, v in self._variables().items()}, self.config)
-        return attention_maps(
-            self.config,
-            weights,
-            stats,
-            x,
-            training=training,
-            data_format=self.data_format,
-            dtype=self.dtype,
-            axis_name=axis_name,
-        )
+        return attention_maps(self, weights, stats, x, training=training, axis_name=axis_name)
 
     def attention_maps(self, x: jax.Array) -> dict[str, jax.Array]:
         """The gates this module multiplies ``x`` by: ``{"channel": (N, C)}`` (see :mod:`flax_impl.maps`)."""
