@@ -9,6 +9,18 @@ mode given (batch statistics in training mode, running ones otherwise) and no ru
 statistic is updated. The maps are composed from the small pieces of :mod:`flax_impl._ops`
 (pools, MLP, convolutions, batch norm, gates), outside CBAM's custom-VJP forward, so they are
 differentiable in both modes.
+
+>>> import jax, jax.numpy as jnp
+>>> from flax import nnx
+>>> from flax_impl import linen, nnx as fnnx
+>>> x = jax.random.normal(jax.random.key(1), (2, 7, 5, 32))
+>>> eca = linen.ECA.create(32)
+>>> variables = eca.init(jax.random.key(0), x)
+>>> eca.apply(variables, x, method="attention_maps")["channel"].shape
+(2, 32)
+>>> cbam = fnnx.CBAM(32, data_format="channels_last", rngs=nnx.Rngs(0))
+>>> {k: v.shape for k, v in cbam.attention_maps(x, use_running_average=True).items()}
+{'channel': (2, 32), 'spatial': (2, 1, 7, 5)}
 """
 
 from __future__ import annotations

@@ -7,6 +7,13 @@ and ECA, ``y = (x * g) * s`` for CBAM), as every port returns them. ``training``
 by ``call`` (batch statistics in CBAM's batch norm only when true and the layer is
 trainable); no moving statistic is updated. The maps are composed from the pieces of
 :mod:`tf_impl._ops` (pools, MLP, convolutions, batch norm, gates).
+
+>>> import numpy as np
+>>> import tf_impl
+>>> layer = tf_impl.CBAM(32, data_format="channels_first")
+>>> maps = layer.attention_maps(np.ones((2, 32, 7, 5), "float32"))
+>>> {k: tuple(v.shape) for k, v in maps.items()}
+{'channel': (2, 32), 'spatial': (2, 1, 7, 5)}
 """
 
 from __future__ import annotations

@@ -8,6 +8,15 @@ the channel gate ``g`` and the spatial gate ``s`` of SPEC.md sections 3 to 5
 running ones in eval mode) but never updates the running statistics. It is computed from the
 module's canonical tensors with the formulas of ``reference_numpy``, independently of the
 fused forward path, and is differentiable (autograd sees ordinary ops).
+
+>>> import torch, torch_impl
+>>> cbam = torch_impl.CBAM(32).eval()
+>>> x = torch.randn(2, 32, 7, 5)
+>>> maps = cbam.attention_maps(x)
+>>> {k: tuple(v.shape) for k, v in maps.items()}
+{'channel': (2, 32), 'spatial': (2, 1, 7, 5)}
+>>> torch.allclose(cbam(x), x * maps["channel"][:, :, None, None] * maps["spatial"])
+True
 """
 
 from __future__ import annotations
