@@ -11,6 +11,11 @@ intermediates (``reference_numpy`` caches: SE's and ECA's ``s``, CBAM's ``g`` an
 
 from __future__ import annotations
 
+import importlib.util
+import os
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -193,3 +198,65 @@ def test_attention_map_example_draws_a_map_that_follows_the_edges(tmp_path) -> N
     strength = features[0].max(axis=0)
     strong, weak = strength > np.quantile(strength, 0.9), strength < np.quantile(strength, 0.5)
     assert s.shape == strength.shape and s[strong].mean() > s[weak].mean() + 0.2
+
+
+@pytest.mark.keras
+@pytest.mark.parametrize(
+    ("name", "training"), [("se-timm", False), ("eca-ceca", False), ("cbam-official", False), ("cbam-official", True)]
+)
+def test_keras_maps_in_float32_on_the_active_backend(name: str, training: bool) -> None:
+    """float32 layers (Keras's default) on whichever backend this process runs, as test_keras_backends does."""
+    pytest.importorskip("keras")
+    tf_impl = pytest.importorskip("tf_impl")
+    from keras import ops
+
+    cfg = CONFIGS[name]
+    params, x = _params(cfg), _input(cfg)
+    layer = tf_impl.from_config(cfg, data_format="channels_last")
+    layer.build(_layout(x, "channels_last").shape)
+    tf_impl.load_canonical(layer, params)
+    x32 = x.astype(np.float32)  # the reference runs on the same (rounded) input
+    maps = layer.attention_maps(_layout(x32, "channels_last"), training=training)
+    want = expected_maps(cfg, tf_impl.to_canonical(layer), x32.astype(np.float64), training)
+    got = {k: ops.convert_to_numpy(v) for k, v in maps.items()}
+    assert all(v.dtype == np.float32 for v in got.values())
+    assert not [c.message for k in want if not (c := compare(k, got[k], want[k], "float32")).ok]
+
+
+@pytest.mark.keras
+def test_keras_maps_on_the_jax_and_torch_backends() -> None:
+    """The float32 Keras test above, rerun in one fresh pytest per other Keras backend (chosen once per process).
+
+    (float64 is left to the TensorFlow session: on the JAX backend in train mode and on the
+    PyTorch backend, the Keras port's own float64 forward differs from the reference at about
+    1e-7, float32's level, and the maps with it.)
+    """
+    pytest.importorskip("keras")
+    backends = [b for b in ("jax", "torch") if importlib.util.find_spec(b) is not None]
+    assert backends, "neither JAX nor PyTorch is installed: the `all` extra installs both"
+    root = Path(__file__).resolve().parents[1]
+    procs = {
+        b: subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "pytest",
+                __file__,
+                "-q",
+                "-x",
+                "-p",
+                "no:cacheprovider",
+                "-k",
+                "float32_on_the_active",
+            ],
+            cwd=root,
+            env={**os.environ, "KERAS_BACKEND": b, "TF_CPP_MIN_LOG_LEVEL": "3"},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for b in backends
+    }
+    for b, proc in procs.items():
+        out, _ = proc.communicate(timeout=900)
+        assert proc.returncode == 0 and "4 passed" in out and "skipped" not in out, f"KERAS_BACKEND={b}:\n{out[-3000:]}"
