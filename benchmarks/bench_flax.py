@@ -32,7 +32,8 @@ import jax.numpy as jnp
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
 import flax_impl.linen as fl
-from benchmarks.harness import SHAPES, Row, format_table, ratios
+from benchmarks import harness
+from benchmarks.harness import Row, format_table, ratios
 
 TARGETS = {"SE": (None, 4.0), "ECA": (None, 4.0), "CBAM": (None, 8.0)}
 MODULES: dict[str, Callable[..., fl.Attention]] = {
@@ -79,10 +80,12 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="3 timed repeats instead of 9")
     parser.add_argument("--modules", nargs="+", default=list(MODULES), choices=list(MODULES))
+    harness.add_options(parser)
     args = parser.parse_args(argv)
-    rows = [bench(m, shape, 3 if args.quick else 9) for shape in SHAPES for m in args.modules]
+    rows = [bench(m, shape, 3 if args.quick else 9) for shape in harness.shapes(args.batch) for m in args.modules]
     print(f"jax {jax.__version__}, {jax.devices()[0].platform} x{jax.local_device_count()}, float32, NHWC, jit")
     print(format_table(rows))
+    harness.save_rows(args.save, rows, layout="NHWC", versions={"jax": jax.__version__}, jit=True)
 
 
 if __name__ == "__main__":

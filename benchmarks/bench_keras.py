@@ -18,7 +18,8 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from benchmarks.harness import SHAPES, Row, format_table, ratios
+from benchmarks import harness
+from benchmarks.harness import Row, format_table, ratios
 
 MODULES = (("se", "SqueezeExcite", 5.0), ("cbam", "CBAM", 10.0), ("eca", "ECA", 5.0))
 """(module, layer class, forward+backward target as a multiple of x * s)."""
@@ -70,10 +71,13 @@ def run(shapes: Sequence[tuple[int, int, int, int]], repeats: int) -> list[Row]:
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="batch 4 and 3 repeats instead of batch 32 and 7")
+    harness.add_options(parser)
     args = parser.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    shapes = [(4, *s[1:]) for s in SHAPES] if args.quick else list(SHAPES)
-    print(format_table(run(shapes, repeats=3 if args.quick else 7)))
+    shapes = harness.shapes(4 if args.quick and args.batch is None else args.batch)
+    rows = run(shapes, repeats=3 if args.quick else 7)
+    print(format_table(rows))
+    harness.save_rows(args.save, rows, layout="NHWC", backend="tensorflow", jit=True)
 
 
 if __name__ == "__main__":

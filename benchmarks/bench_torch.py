@@ -32,7 +32,8 @@ from torch.utils._python_dispatch import TorchDispatchMode
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
 import torch_impl
-from benchmarks.harness import SHAPES, Row, format_table, ratios
+from benchmarks import harness
+from benchmarks.harness import Row, format_table, ratios
 
 TARGETS = {"SE": (1.5, 5.0), "ECA": (1.5, 5.0), "CBAM": (4.0, 10.0)}
 MODULES: dict[str, Callable[[int], torch.nn.Module]] = {
@@ -113,11 +114,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--quick", action="store_true", help="3 timed repeats instead of 9")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--modules", nargs="+", default=list(MODULES), choices=list(MODULES))
+    harness.add_options(parser)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    rows = [bench(m, shape, 3 if args.quick else 9) for shape in SHAPES for m in args.modules]
+    rows = [bench(m, shape, 3 if args.quick else 9) for shape in harness.shapes(args.batch) for m in args.modules]
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, float32, contiguous NCHW")
     print(format_table(rows))
+    harness.save_rows(args.save, rows, layout="NCHW", versions={"torch": torch.__version__}, threads=args.threads)
 
 
 if __name__ == "__main__":

@@ -6,10 +6,16 @@ timed alternately with the module, is what the targets in the issues are stated 
 
 from __future__ import annotations
 
+import argparse
+import datetime
+import json
+import os
 import statistics
+import sys
 import time
 from collections.abc import Callable
-from typing import NamedTuple
+from pathlib import Path
+from typing import Any, NamedTuple
 
 SHAPES = ((32, 256, 56, 56), (32, 1024, 14, 14))
 
@@ -70,3 +76,61 @@ def format_table(rows: list[Row]) -> str:
             f"{_mark(r.fwd_bwd_ratio, r.fwd_bwd_target)} | {mem} |"
         )
     return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------- command line and saved results
+
+
+def add_options(parser: argparse.ArgumentParser) -> None:
+    """The options every bench script shares: ``--batch N`` (smaller runs) and ``--save PATH.json``."""
+    parser.add_argument(
+        "--batch", type=int, default=None, help=f"batch size of every shape (default: {SHAPES[0][0]}, as SHAPES)"
+    )
+    parser.add_argument(
+        "--save",
+        type=Path,
+        default=None,
+        metavar="PATH.json",
+        help="also write the ratios as JSON (for benchmarks.plot)",
+    )
+
+
+def shapes(batch: int | None) -> list[tuple[int, int, int, int]]:
+    """:data:`SHAPES` (NCHW), with the batch size replaced when ``batch`` is given."""
+    if batch is not None and batch < 1:
+        raise ValueError(f"`batch` must be >= 1. Received: batch={batch}")
+    return [s if batch is None else (batch, *s[1:]) for s in SHAPES]  # type: ignore[misc]
+
+
+def save_rows(path: Path | str | None, rows: list[Row], *, layout: str, **meta: Any) -> None:
+    """Write ``rows`` as JSON to ``path`` (nothing when ``path`` is None), read back by ``benchmarks.plot``.
+
+    ``layout`` is how the rows' shapes are ordered (``"NCHW"`` or ``"NHWC"``); ``meta`` holds
+    whatever else the run should record (versions, threads, repeats). The machine's load
+    average and CPU count at the time of writing are added.
+    """
+    if path is None:
+        return
+    doc = {
+        "format": "attnspec-bench",
+        "version": 1,
+        "layout": layout,
+        "command": " ".join(["python", "-m", f"benchmarks.{Path(sys.argv[0]).stem}", *sys.argv[1:]]),
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "cpus": os.cpu_count(),
+        "load_average": [round(v, 2) for v in os.getloadavg()] if hasattr(os, "getloadavg") else None,
+        **meta,
+        "rows": [{**r._asdict(), "shape": list(r.shape)} for r in rows],
+    }
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
+
+
+def load_rows(path: Path | str) -> tuple[dict[str, Any], list[Row]]:
+    """``(meta, rows)`` of a file :func:`save_rows` wrote."""
+    doc = json.loads(Path(path).read_text(encoding="utf-8"))
+    if doc.get("format") != "attnspec-bench":
+        raise ValueError(f"{path} is not a benchmark result written by benchmarks.harness.save_rows")
+    rows = [Row(**{**r, "shape": tuple(r["shape"])}) for r in doc.pop("rows")]
+    return doc, rows

@@ -133,6 +133,24 @@ class AttentionLayer(keras.layers.Layer, Generic[ConfigT]):
             self._vars[key].assign(ops.cast(value, self._vars[key].dtype))
         return y
 
+    def attention_maps(self, inputs: Any, training: bool | None = None) -> dict[str, Any]:
+        """The gates this layer multiplies ``inputs`` by: ``{"channel": (N, C)}``, and CBAM's ``"spatial": (N, 1, H, W)``.
+
+        ``training`` as in ``call``; no moving statistic is updated. Builds the layer if needed.
+        See :mod:`tf_impl.maps`.
+        """
+        from .maps import attention_maps
+
+        inputs = ops.convert_to_tensor(inputs)
+        if not self.built:
+            self.build(inputs.shape)
+        training = False if training is None else check_training(training)
+        training = bool(training) and self.trainable
+        inputs = ops.cast(inputs, self.compute_dtype)  # as Keras's __call__ casts the inputs of call
+        self._spec.validate_input(inputs.shape, inputs.dtype, data_format=self.data_format, training=training)
+        acc = accumulation_dtype(self.compute_dtype)
+        return attention_maps(self, inputs, {k: ops.cast(v, acc) for k, v in self._vars.items()}, training)
+
     def compute_output_shape(self, input_shape: Any) -> Any:
         self._spec.validate_input(input_shape, self.compute_dtype, data_format=self.data_format)
         return tuple(input_shape)

@@ -115,6 +115,16 @@ class AttentionModule(nn.Module):
         self._config.validate_input(x.shape, x.dtype, data_format="channels_first", training=self.training)
         return self._attend(x)
 
+    def attention_maps(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The gates this module multiplies ``x`` by: ``{"channel": (N, C)}``, and CBAM's ``"spatial": (N, 1, H, W)``.
+
+        In the module's mode (CBAM's batch norm: batch statistics in training mode, running
+        ones in eval mode); no running statistic is updated. See :mod:`torch_impl.maps`.
+        """
+        from .maps import attention_maps
+
+        return attention_maps(self, x)
+
     def extra_repr(self) -> str:
         cfg = self._config
         defaults = type(cfg)(channels=cfg.channels)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
+import operator
 from typing import Any, ClassVar
 
 import flax.linen as nn
@@ -115,6 +117,22 @@ class Attention(nn.Module):
             for k, v in new_stats.items():
                 stats[k].value = v
         return y
+
+    def attention_maps(self, x: jax.Array, training: bool = False) -> dict[str, jax.Array]:
+        """The gates this module multiplies ``x`` by: ``{"channel": (N, C)}``, and CBAM's ``"spatial": (N, 1, H, W)``.
+
+        Call it on initialised variables: ``model.apply(variables, x, method="attention_maps")``.
+        ``training`` selects CBAM's batch statistics; nothing is updated. See :mod:`flax_impl.maps`.
+        """
+        from ..maps import attention_maps
+
+        held = self.variables
+        values = {
+            e.key: functools.reduce(operator.getitem, e.key.split("."), held[e.collection])
+            for e in entries(self.config)
+        }
+        weights, stats = split(values, self.config)
+        return attention_maps(self, weights, stats, x, training=training, axis_name=getattr(self, "axis_name", None))
 
     @nn.compact
     def __call__(self, x: jax.Array, training: bool = False) -> jax.Array:

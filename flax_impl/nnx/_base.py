@@ -128,3 +128,13 @@ class Attention(nnx.Module):
     def __call__(self, x: jax.Array) -> jax.Array:
         """``x`` scaled by the attention."""
         return self._run(x, False, None)
+
+    def _maps(self, x: jax.Array, training: bool, axis_name: str | None) -> dict[str, jax.Array]:
+        from ..maps import attention_maps
+
+        weights, stats = split({k: v.get_value() for k, v in self._variables().items()}, self.config)
+        return attention_maps(self, weights, stats, x, training=training, axis_name=axis_name)
+
+    def attention_maps(self, x: jax.Array) -> dict[str, jax.Array]:
+        """The gates this module multiplies ``x`` by: ``{"channel": (N, C)}`` (see :mod:`flax_impl.maps`)."""
+        return self._maps(x, False, None)

@@ -66,3 +66,12 @@ class CBAM(Attention):
         running = self.use_running_average if use_running_average is None else use_running_average
         check_training(running, "use_running_average")  # "no" is truthy: it must not silently mean True
         return self._run(x, not running, self.axis_name)
+
+    def attention_maps(self, x: jax.Array, use_running_average: bool | None = None) -> dict[str, jax.Array]:
+        """The gates: ``{"channel": (N, C), "spatial": (N, 1, H, W)}``, in the module's mode unless overridden.
+
+        Batch statistics unless ``use_running_average``; nothing is updated (see :mod:`flax_impl.maps`).
+        """
+        running = self.use_running_average if use_running_average is None else use_running_average
+        check_training(running, "use_running_average")
+        return self._maps(x, not running, self.axis_name)
