@@ -103,6 +103,7 @@ class AttentionLayer(keras.layers.Layer, Generic[ConfigT]):
 
     def build(self, input_shape: Any) -> None:
         self._spec.validate_input(input_shape, self.compute_dtype, data_format=self.data_format)
+        self._check_backend_dtype()
         init = param_init(self._spec)
         groups: dict[tuple[str, ...], WeightGroup] = {}
         self._vars = {}
@@ -127,6 +128,7 @@ class AttentionLayer(keras.layers.Layer, Generic[ConfigT]):
         training = False if training is None else check_training(training)
         training = bool(training) and self.trainable
         self._spec.validate_input(inputs.shape, inputs.dtype, data_format=self.data_format, training=training)
+        self._check_backend_dtype()
         acc = accumulation_dtype(self.compute_dtype)
         y, new_state = self.attend(inputs, {k: ops.cast(v, acc) for k, v in self._vars.items()}, training)
         for key, value in new_state.items():
@@ -140,6 +142,19 @@ class AttentionLayer(keras.layers.Layer, Generic[ConfigT]):
     def get_config(self) -> dict[str, Any]:
         spec = {k: v for k, v in self._spec.to_dict().items() if k != "module"}
         return {**super().get_config(), **spec, "data_format": self.data_format}
+
+    def _check_backend_dtype(self) -> None:
+        """Refuse float64 where the backend would silently compute in float32 (JAX outside its 64-bit mode)."""
+        if keras.backend.backend() != "jax" or "float64" not in (self.compute_dtype, self.variable_dtype):
+            return
+        import jax
+
+        if jax.dtypes.canonicalize_dtype(np.float64) != np.float64:
+            raise ValueError(
+                f"{type(self).__name__} in float64 on the JAX backend needs JAX's 64-bit mode, without which JAX "
+                "computes in float32: call jax.config.update('jax_enable_x64', True) (or set JAX_ENABLE_X64=1) "
+                "before building and calling the layer. Received: dtype='float64' with jax_enable_x64 off."
+            )
 
     # -- the module's math
 
