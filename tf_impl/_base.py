@@ -76,7 +76,7 @@ class AttentionLayer(keras.layers.Layer, Generic[ConfigT]):
         layer_kwargs = {k: kwargs.pop(k) for k in list(kwargs) if k in _LAYER_KWARGS}
         config = make_config(self.module, channels, preset=preset, **kwargs)
         super().__init__(**layer_kwargs)
-        if not all(keras.backend.is_float_dtype(d) for d in (self.compute_dtype, self.variable_dtype)):
+        if not all(d.startswith(("float", "bfloat")) for d in (self.compute_dtype, self.variable_dtype)):
             raise TypeError(
                 "`dtype` must be a floating dtype or a policy of floating dtypes. "
                 f"Received: dtype={layer_kwargs.get('dtype')!r}"
