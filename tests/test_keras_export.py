@@ -90,7 +90,8 @@ if BACKEND == "tensorflow":
         y = served.serve(tf.constant(case.x, tf.float32)).numpy().astype(np.float64)
         assert compare("y", y, y_layer, "float32").ok  # two float32 runs: the relative rule of SPEC.md 9
         _assert_matches_reference(Outputs(y), case)
-        y1 = served.serve(tf.constant(case.x[1:2], tf.float32)).numpy()  # another batch size: per sample, the same function
+        # Another batch size: per sample, the same function.
+        y1 = served.serve(tf.constant(case.x[1:2], tf.float32)).numpy()
         assert compare("y", y1, y_layer[1:2], "float32").ok
 
     def test_tflite_model_runs_a_resized_batch_as_the_layer_and_the_reference(exported: dict[str, Any]) -> None:
