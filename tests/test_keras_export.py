@@ -41,9 +41,9 @@ STEP = 1e-3
 """Relative change of one weight that every comparison here must notice (the non-vacuity check)."""
 
 
-def _case(variant_id: str, dtype: str, training: bool) -> Case:
+def _case(variant_id: str, dtype: str, training: bool, data_format: str = "channels_last") -> Case:
     cfg = VARIANTS[variant_id].build(CHANNELS)
-    return make_case(cfg, seed=11, dtype=dtype, training=training, data_format="channels_last", shape=SHAPE)
+    return make_case(cfg, seed=11, dtype=dtype, training=training, data_format=data_format, shape=SHAPE)
 
 
 def _assert_matches_reference(got: Outputs, case: Case) -> None:
@@ -139,7 +139,7 @@ if BACKEND == "jax":
         from conformance.adapters.run import x64
 
         with x64("float64"):
-            case = _case(variant_id, "float64", training)
+            case = _case(variant_id, "float64", training, "channels_last" if training else "channels_first")
             layer = _loaded_layer(case, "float64")
             trainable = [v.value for v in layer.trainable_variables]
             non_trainable = [v.value for v in layer.non_trainable_variables]
