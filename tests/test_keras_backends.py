@@ -21,9 +21,17 @@ from tests.conftest import adapter_or_skip
 pytestmark = pytest.mark.keras
 
 BACKENDS = ("tensorflow", "jax", "torch")
-# Train mode for every preset; eval mode only where it differs (CBAM's batch norm).
-CASES = [pytest.param(v, True, id=f"{v.id}-train") for v in PRESETS] + [
-    pytest.param(v, False, id=f"{v.id}-eval") for v in PRESETS if v.module == "cbam"
+# float32, channels last: train mode for every preset; eval mode only where it differs (CBAM's batch norm).
+CASES = [pytest.param(v, True, "float32", "channels_last", id=f"{v.id}-train") for v in PRESETS] + [
+    pytest.param(v, False, "float32", "channels_last", id=f"{v.id}-eval") for v in PRESETS if v.module == "cbam"
+]
+# float64, channels first (SPEC.md 9.3's tight bound: the backends that once computed float64 in float32 fail it):
+# per module, the forward, the input and parameter gradients, and CBAM's BN state in train mode and its eval path.
+F64 = {"se-timm": (True,), "cbam-official": (True, False), "eca-timm_ceca": (True,)}
+CASES += [
+    pytest.param(v, training, "float64", "channels_first", id=f"{v.id}-float64-{'train' if training else 'eval'}")
+    for v in PRESETS
+    for training in F64.get(v.id, ())
 ]
 # The JAX adapter compiles each case once; for these tiny shapes XLA's optimisations cost more than they save.
 FAST_COMPILE = "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true"
@@ -34,12 +42,38 @@ def test_active_backend_is_the_requested_one() -> None:
     assert keras.backend.backend() == os.environ.get("KERAS_BACKEND", "tensorflow")
 
 
-@pytest.mark.parametrize(("variant", "training"), CASES)
-def test_conformance_on_active_backend(variant: Variant, training: bool) -> None:
+@pytest.mark.parametrize(("variant", "training", "dtype", "data_format"), CASES)
+def test_conformance_on_active_backend(variant: Variant, training: bool, dtype: str, data_format: str) -> None:
     adapter = adapter_or_skip("keras")
-    case = make_case(variant.build(CHANNELS), seed=17, dtype="float32", training=training, data_format="channels_last")
+    case = make_case(variant.build(CHANNELS), seed=17, dtype=dtype, training=training, data_format=data_format)
     report = check_case(adapter, case)
     assert report.passed, "\n".join(report.failures())
+    assert {c.name for c in report.comparisons} >= {"y", "dx"} | (
+        {"state[spatial.bn.running_mean]"} if training and variant.module == "cbam" else set()
+    )
+
+
+def test_float64_is_float64_or_refused_on_active_backend() -> None:
+    """A float64 layer computes in float64; on JAX that needs its 64-bit mode, and without it the layer refuses."""
+    keras = pytest.importorskip("keras")
+    import numpy as np
+
+    import tf_impl
+
+    x = np.random.default_rng(0).normal(size=(2, 5, 4, CHANNELS))
+    if keras.backend.backend() == "jax":
+        import jax
+
+        with jax.enable_x64(False), pytest.raises(ValueError, match="needs JAX's 64-bit mode"):
+            tf_impl.CBAM(CHANNELS, dtype="float64").build(x.shape)
+        with jax.enable_x64(True):
+            layer = tf_impl.CBAM(CHANNELS, dtype="float64")
+            y = layer(x, training=True)
+    else:
+        layer = tf_impl.CBAM(CHANNELS, dtype="float64")
+        y = layer(x, training=True)
+    assert keras.backend.standardize_dtype(y.dtype) == "float64"
+    assert {v.dtype for v in layer.weights} == {"float64"}
 
 
 def test_non_vacuity_on_active_backend() -> None:

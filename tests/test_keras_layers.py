@@ -63,6 +63,28 @@ def test_keras_arguments_pass_through_and_unknown_knobs_are_rejected() -> None:
         tf_impl.CBAM(C, data_format="NCHW")
 
 
+def test_dtype_is_checked_at_construction() -> None:
+    with pytest.raises(TypeError, match=r"`dtype` must be a floating dtype .* Received: dtype='int32'"):
+        tf_impl.CBAM(C, dtype="int32")
+    assert tf_impl.CBAM(C, dtype="mixed_bfloat16").compute_dtype == "bfloat16"  # the check passes what is valid
+
+
+def test_from_config_refuses_what_it_cannot_read_with_a_type_error() -> None:
+    cfg = ref.CBAMConfig(channels=C)
+    for layer in (tf_impl.from_config(cfg.to_dict()), tf_impl.CBAM.from_config(cfg.to_dict())):
+        assert layer.config == cfg  # the spec's to_dict() is read by both, the module key included
+    with pytest.raises(TypeError, match=r"CBAM\.from_config expects the dict of get_config\(\) \(a spec config: use"):
+        tf_impl.CBAM.from_config(cfg)
+    with pytest.raises(TypeError, match=r"Received: config=None of type NoneType"):
+        tf_impl.ECA.from_config(None)
+    with pytest.raises(ValueError, match=r"expects a config of module 'se'\. Received: module='cbam'"):
+        tf_impl.SqueezeExcite.from_config(cfg.to_dict())
+    with pytest.raises(TypeError, match=r"`cfg` must be an SEConfig, CBAMConfig or ECAConfig"):
+        tf_impl.from_config([("channels", C)])
+    with pytest.raises(TypeError, match=r"takes the module's knobs from `cfg`.* Received: channels=8, preset='timm'"):
+        tf_impl.from_config(cfg, channels=8, preset="timm")
+
+
 def test_data_format_defaults_to_keras_image_data_format() -> None:
     assert tf_impl.SqueezeExcite(C).data_format == keras.config.image_data_format()
 

@@ -4,6 +4,10 @@ Every layer is built from a :mod:`reference_numpy` spec config and exchanges wei
 canonical layout (``to_canonical`` / ``load_canonical``), so weights move between this port,
 the PyTorch and Flax ports and the reference without renaming or transposing by hand.
 
+A layer computes in its dtype on every backend; on JAX, float64 needs JAX's 64-bit mode
+(``jax.config.update("jax_enable_x64", True)``) before the layer is built, and a float64 layer
+raises without it rather than let JAX compute in float32.
+
 >>> import numpy as np
 >>> from reference_numpy import CBAMConfig, init_params
 >>> import tf_impl

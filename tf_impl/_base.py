@@ -76,6 +76,11 @@ class AttentionLayer(keras.layers.Layer, Generic[ConfigT]):
         layer_kwargs = {k: kwargs.pop(k) for k in list(kwargs) if k in _LAYER_KWARGS}
         config = make_config(self.module, channels, preset=preset, **kwargs)
         super().__init__(**layer_kwargs)
+        if not all(d.startswith(("float", "bfloat")) for d in (self.compute_dtype, self.variable_dtype)):
+            raise TypeError(
+                "`dtype` must be a floating dtype or a policy of floating dtypes. "
+                f"Received: dtype={layer_kwargs.get('dtype')!r}"
+            )
         self._spec: ConfigT = config  # type: ignore[assignment]  # make_config(self.module, ...) is a ConfigT
         self.data_format = keras.config.image_data_format() if data_format is None else data_format
         check_data_format(self.data_format)
@@ -103,6 +108,7 @@ class AttentionLayer(keras.layers.Layer, Generic[ConfigT]):
 
     def build(self, input_shape: Any) -> None:
         self._spec.validate_input(input_shape, self.compute_dtype, data_format=self.data_format)
+        self._check_backend_dtype()
         init = param_init(self._spec)
         groups: dict[tuple[str, ...], WeightGroup] = {}
         self._vars = {}
@@ -127,6 +133,7 @@ class AttentionLayer(keras.layers.Layer, Generic[ConfigT]):
         training = False if training is None else check_training(training)
         training = bool(training) and self.trainable
         self._spec.validate_input(inputs.shape, inputs.dtype, data_format=self.data_format, training=training)
+        self._check_backend_dtype()
         acc = accumulation_dtype(self.compute_dtype)
         y, new_state = self.attend(inputs, {k: ops.cast(v, acc) for k, v in self._vars.items()}, training)
         for key, value in new_state.items():
@@ -159,6 +166,39 @@ class AttentionLayer(keras.layers.Layer, Generic[ConfigT]):
         spec = {k: v for k, v in self._spec.to_dict().items() if k != "module"}
         return {**super().get_config(), **spec, "data_format": self.data_format}
 
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> AttentionLayer[Any]:
+        """The layer of a ``get_config()`` dict (Keras's convention; a spec config's ``to_dict()`` of this module too).
+
+        A spec config object goes through the module function: ``tf_impl.from_config(cfg)``.
+        """
+        if not isinstance(config, Mapping):
+            hint = " (a spec config: use tf_impl.from_config(cfg))" if isinstance(config, Config) else ""
+            raise TypeError(
+                f"{cls.__name__}.from_config expects the dict of get_config(){hint}. "
+                f"Received: config={config!r} of type {type(config).__name__}"
+            )
+        config = dict(config)
+        module = config.pop("module", cls.module)
+        if module != cls.module:
+            raise ValueError(
+                f"{cls.__name__}.from_config expects a config of module {cls.module!r}. Received: module={module!r}"
+            )
+        return super().from_config(config)
+
+    def _check_backend_dtype(self) -> None:
+        """Refuse float64 where the backend would silently compute in float32 (JAX outside its 64-bit mode)."""
+        if keras.backend.backend() != "jax" or "float64" not in (self.compute_dtype, self.variable_dtype):
+            return
+        import jax
+
+        if jax.dtypes.canonicalize_dtype(np.float64) != np.float64:
+            raise ValueError(
+                f"{type(self).__name__} in float64 on the JAX backend needs JAX's 64-bit mode, without which JAX "
+                "computes in float32: call jax.config.update('jax_enable_x64', True) (or set JAX_ENABLE_X64=1) "
+                "before building and calling the layer. Received: dtype='float64' with jax_enable_x64 off."
+            )
+
     # -- the module's math
 
     def attend(self, x: Any, p: dict[str, Any], training: bool) -> tuple[Any, dict[str, Any]]:
@@ -186,6 +226,12 @@ def from_config(cfg: Config | Mapping[str, Any], **layer_kwargs: Any) -> Attenti
     """
     cfg = as_config(cfg)
     knobs = {k: v for k, v in cfg.to_dict().items() if k != "module"}
+    clash = sorted(set(layer_kwargs) & {*knobs, "preset"})
+    if clash:
+        raise TypeError(
+            "from_config takes the module's knobs from `cfg`; its keyword arguments are `data_format` and Keras's "
+            f"layer arguments (name, dtype, ...). Received: {', '.join(f'{k}={layer_kwargs[k]!r}' for k in clash)}"
+        )
     return LAYERS[cfg.module](**knobs, **layer_kwargs)
 
 

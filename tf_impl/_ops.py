@@ -26,6 +26,13 @@ from reference_numpy.ops import pad_index
 HALF_DTYPES = ("float16", "bfloat16")
 
 _TF = keras.backend.backend() == "tensorflow"
+# keras.ops.matmul on the PyTorch backend resolves the result dtype of two float64 tensors to
+# float32 (it hands torch dtypes to keras's type promotion), and PyTorch's float64 CPU
+# convolution cannot compute its weight gradient from the permuted kernel keras.ops.conv passes
+# ("slow_conv2d: grad_weight must be contiguous"): there, the dense layers are an einsum and the
+# spatial convolution calls PyTorch with a contiguous kernel. (Its keras.ops.mean computes float64
+# in float32 too: means here are sums divided by a count, on every backend.)
+_TORCH = keras.backend.backend() == "torch"
 # TensorFlow's XLA lowering of reduce_max drops NaN (eager TF, JAX and PyTorch keep it), and
 # reductions of fused products are slow on its CPU backend (see the module docstring).
 _MAX_DROPS_NAN = _MATMUL_SUMS = _TF
@@ -195,9 +202,20 @@ POOLS: dict[str, Callable[[Any, str, Layout, str, bool], Any]] = {
 
 
 def dense(z: Any, kernel: Any, bias: Any | None) -> Any:
-    """``z @ kernel (+ bias)`` with a Keras-layout kernel ``(in, out)``."""
-    out = ops.matmul(z, kernel)
+    """``z @ kernel (+ bias)`` with a Keras-layout kernel ``(in, out)``, in z's dtype on every backend."""
+    out = ops.einsum("...i,io->...o", z, kernel) if _TORCH else ops.matmul(z, kernel)
     return out if bias is None else out + bias
+
+
+def conv2d_same(z: Any, kernel: Any) -> Any:
+    """The "same" 2-D correlation of a channels-last ``z`` (N, H, W, I) with a Keras kernel (kh, kw, I, O)."""
+    if not _TORCH:
+        return ops.conv(z, kernel, padding="same", data_format="channels_last")
+    import torch
+
+    w = torch.permute(kernel, (3, 2, 0, 1)).contiguous()  # (O, I, kh, kw), contiguous: see _TORCH above
+    y = torch.nn.functional.conv2d(torch.permute(z, (0, 3, 1, 2)), w, padding="same")
+    return torch.permute(y, (0, 2, 3, 1))
 
 
 def mlp(z: Any, p: dict[str, Any], prefix: str, act: str) -> Any:
@@ -224,9 +242,9 @@ def batch_norm(
     """
     new: dict[str, Any] = {}
     if training:
-        mean = ops.mean(z)
-        var = ops.mean(ops.square(z - mean))
         n = ops.cast(ops.size(z), z.dtype)
+        mean = ops.sum(z) / n  # not ops.mean: on the PyTorch backend it computes float64 in float32
+        var = ops.sum(ops.square(z - mean)) / n
         new = {
             f"{prefix}moving_mean": (1 - momentum) * p[f"{prefix}moving_mean"] + momentum * mean,
             f"{prefix}moving_variance": (1 - momentum) * p[f"{prefix}moving_variance"] + momentum * var * n / (n - 1),

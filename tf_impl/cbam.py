@@ -10,7 +10,7 @@ from keras import ops
 from reference_numpy import CBAMConfig
 
 from ._base import AttentionLayer
-from ._ops import GATES, batch_norm, mlp
+from ._ops import GATES, batch_norm, conv2d_same, mlp
 
 
 @keras.saving.register_keras_serializable(package="attnspec")
@@ -73,7 +73,7 @@ class CBAM(AttentionLayer[CBAMConfig]):
         if not c.spatial:
             return x1, {}
         d = [self.pool(q, x1, over="channels", keep_nan=False) for q in c.spatial_pool_order]
-        z = ops.conv(ops.stack(d, axis=-1), p["spatial.conv.kernel"], padding="same", data_format="channels_last")
+        z = conv2d_same(ops.stack(d, axis=-1), p["spatial.conv.kernel"])
         if c.spatial_bias:
             z = z + p["spatial.conv.bias"]
         new_state: dict[str, Any] = {}

@@ -8,6 +8,7 @@ JAX, ``torch.autograd`` on PyTorch.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from typing import Any
 
@@ -20,7 +21,7 @@ from reference_numpy import Config, framework_layout, from_framework_array, para
 from tf_impl._base import to_numpy
 
 from .base import Adapter, Outputs
-from .run import tf_vjp
+from .run import tf_vjp, x64
 
 _POLICIES = {"float16": "mixed_float16", "bfloat16": "mixed_bfloat16"}
 
@@ -93,6 +94,13 @@ class KerasAdapter(Adapter):
         return {**module, "params": params}
 
     def evaluate(
+        self, module: Any, x: np.ndarray, dy: np.ndarray | None, *, training: bool, data_format: str, dtype: str
+    ) -> Outputs:
+        # On JAX, float64 exists only in its 64-bit mode: on while the case runs (its variables included).
+        with x64(dtype) if keras.backend.backend() == "jax" else contextlib.nullcontext():
+            return self._evaluate(module, x, dy, training=training, data_format=data_format, dtype=dtype)
+
+    def _evaluate(
         self, module: Any, x: np.ndarray, dy: np.ndarray | None, *, training: bool, data_format: str, dtype: str
     ) -> Outputs:
         cfg = module["cfg"]
