@@ -23,8 +23,18 @@ except ModuleNotFoundError as e:
     ) from e
 
 from ._base import AttentionModule, from_config, load_canonical, to_canonical
+from ._ops import composite
 from .cbam import CBAM
 from .eca import ECA
 from .se import SqueezeExcite
 
-__all__ = ["CBAM", "ECA", "AttentionModule", "SqueezeExcite", "from_config", "load_canonical", "to_canonical"]
+__all__ = [
+    "CBAM",
+    "ECA",
+    "AttentionModule",
+    "SqueezeExcite",
+    "composite",
+    "from_config",
+    "load_canonical",
+    "to_canonical",
+]

@@ -5,12 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from reference_numpy import CBAMConfig
 
 from ._base import AttentionModule, _register
-from ._ops import GATES, ChannelMLP, channel_attention, channel_gate, scale, scale_and_pool
+from ._ops import ChannelMLP, channel_attention, channel_gate, gate, scale, scale_and_pool
 
 __all__ = ["CBAM", "SpatialGate"]
 
@@ -26,6 +27,12 @@ class _CanonicalBatchNorm2d(nn.BatchNorm2d):
     def __init__(self, *, eps: float, momentum: float, device: Any = None, dtype: Any = None) -> None:
         super().__init__(1, eps=eps, momentum=momentum, device=device, dtype=dtype)
         self.register_buffer("num_batches_tracked", self.num_batches_tracked, persistent=False)
+
+    def _check_input_dim(self, input: torch.Tensor) -> None:
+        # torch.fx traces into this subclass (it is not torch.nn's own, so not a leaf): its rank check
+        # would branch on a proxy; CBAM passes it (N, 1, H, W) anyway
+        if not isinstance(input, torch.fx.Proxy):
+            super()._check_input_dim(input)
 
     def _load_from_state_dict(self, state_dict: Any, prefix: str, local_metadata: dict, *args: Any) -> None:
         # without version metadata (a plain dict), the base class would add num_batches_tracked to state_dict
@@ -47,7 +54,13 @@ class SpatialGate(nn.Module):
 
     def forward(self, d: torch.Tensor) -> torch.Tensor:
         z = self.conv(d)
-        return z if self.bn is None else self.bn(z)
+        if self.bn is None:
+            return z
+        if self.training and torch._C._are_functorch_transforms_active():
+            # torch.func cannot update buffers the transformed function does not take as inputs:
+            # batch statistics as always, running statistics left as they are (torch.func's own advice)
+            return F.batch_norm(z, None, None, self.bn.weight, self.bn.bias, True, 0.0, self.bn.eps)
+        return self.bn(z)
 
 
 @_register
@@ -102,10 +115,10 @@ class CBAM(AttentionModule):
         self.channel = ChannelMLP(cfg.channels, cfg.hidden, bias=cfg.mlp_bias, act=cfg.act, device=device, dtype=dtype)
         self.spatial = SpatialGate(cfg, device=device, dtype=dtype) if cfg.spatial else None
 
-    def _attend(self, x: torch.Tensor) -> torch.Tensor:
+    def _attend(self, x: torch.Tensor, *, plain: bool) -> torch.Tensor:
         cfg = self._config
         if self.spatial is None:
-            return channel_attention(x, cfg.pool_types, self.channel, cfg.gate)
-        g, x = channel_gate(x, cfg.pool_types, self.channel, cfg.gate)
-        d, x1 = scale_and_pool(x, g, cfg.spatial_pool_order)
-        return scale(x1, GATES[cfg.gate](self.spatial(d)), temporary=True)
+            return channel_attention(x, cfg.pool_types, self.channel, cfg.gate, plain=plain)
+        g, x = channel_gate(x, cfg.pool_types, self.channel, cfg.gate, plain=plain)
+        d, x1 = scale_and_pool(x, g, cfg.spatial_pool_order, plain=plain)
+        return scale(x1, gate(self.spatial(d), cfg.gate, plain=plain), temporary=True, plain=plain)
