@@ -60,7 +60,27 @@ class SpatialGate(nn.Module):
             # torch.func cannot update buffers the transformed function does not take as inputs:
             # batch statistics as always, running statistics left as they are (torch.func's own advice)
             return F.batch_norm(z, None, None, self.bn.weight, self.bn.bias, True, 0.0, self.bn.eps)
+        if self.training and type(self.bn) is _CanonicalBatchNorm2d and torch.compiler.is_exporting():
+            return _batch_norm_by_hand(self.bn, z)
         return self.bn(z)
+
+
+def _batch_norm_by_hand(bn: nn.BatchNorm2d, z: torch.Tensor) -> torch.Tensor:
+    """Train-mode ``bn(z)`` for one channel in reductions and products (SPEC.md section 4's formula).
+
+    For ``torch.export``: the dynamo ONNX exporter turns the exported train-mode batch norm into
+    one that normalises with the running statistics (PyTorch 2.13); these ops export as they are.
+    The running statistics update as ``bn`` would update them.
+    """
+    dims = (0, 2, 3)
+    mean = z.mean(dims, keepdim=True)
+    var = (z - mean).square().mean(dims, keepdim=True)
+    with torch.no_grad():
+        count = z.shape[0] * z.shape[2] * z.shape[3]
+        bn.running_mean.lerp_(mean.detach().view(1), bn.momentum)
+        bn.running_var.lerp_(var.detach().view(1) * (count / (count - 1)), bn.momentum)
+        bn.num_batches_tracked.add_(1)
+    return (z - mean) * torch.rsqrt(var + bn.eps) * bn.weight.view(1, 1, 1, 1) + bn.bias.view(1, 1, 1, 1)
 
 
 @_register
