@@ -157,10 +157,12 @@ def test_both_paths_match_the_reference(name, training, path, dtype):
     _check(got, case)
 
 
-def test_composite_path_comparison_can_fail():
-    case = _case("cbam-lse-lp", True)
-    wrong = dataclasses.replace(case, params={**case.params, "spatial.conv.weight": case.params["spatial.conv.weight"]})
-    wrong.params["spatial.conv.weight"] = case.params["spatial.conv.weight"] * (1 + 1e-7)
+@pytest.mark.parametrize("name", list(CONFIGS))
+def test_composite_path_comparison_can_fail(name):
+    """Non-vacuity: one weight off by a relative 1e-7 (conformance's float64 step) must fail the check."""
+    case = _case(name, True)
+    first = next(iter(case.params))
+    wrong = dataclasses.replace(case, params={**case.params, first: case.params[first] * (1 + 1e-7)})
     module = _module(wrong)
     with torch_impl.composite():
         got = _run(module, module, case)
