@@ -333,6 +333,21 @@ def test_double_backward(name, training):
 
 
 @pytest.mark.parametrize(("name", "training"), VARIANTS)
+def test_vectorised_backward(name, training):
+    """``is_grads_batched`` (as ``torch.autograd.functional.jacobian(vectorize=True)`` uses): cotangents dy and -dy."""
+    case = _case(name, training)
+    module = _module(case)
+    params = dict(module.named_parameters())
+    x = _tensor(case.x, "float64", grad=True)
+    y = module(x)
+    dy = _tensor(case.dy, "float64")
+    dx, *dps = torch.autograd.grad(y, [x, *params.values()], torch.stack([dy, -dy]), is_grads_batched=True)
+    for i, sign in enumerate((1.0, -1.0)):  # the gradient is linear in dy, and negation is exact
+        grads = _grads(case.cfg, {k: sign * g[i] for k, g in zip(params, dps, strict=True)})
+        _check(Outputs(_np(y), sign * _np(dx[i]), grads, _state(module, case) if training else {}), case)
+
+
+@pytest.mark.parametrize(("name", "training"), VARIANTS)
 def test_func_grad_and_functional_call(name, training):
     case = _case(name, training)
     module = torch_impl.from_config(case.cfg, dtype=torch.float64).train(training)  # its own weights ...

@@ -307,11 +307,36 @@ def _differentiable_vjp(
     (``create_graph=True``: grad mode is on inside ``backward``), so double backward runs
     through the plain ops of the composite path, the same function by construction.
     """
+    create_graph = torch.is_grad_enabled()  # off for a vectorised backward (see _composite_backward)
     with torch.enable_grad():
         wanted = [t for t, need in zip(inputs, needs, strict=True) if need]
         outs = fn(*inputs)
-        grads = iter(torch.autograd.grad(outs, wanted, cotangents, create_graph=True, allow_unused=True))
+        # retain_graph: a batched backward may take this local graph more than once (it is freed on return anyway)
+        grads = iter(
+            torch.autograd.grad(
+                outs, wanted, cotangents, create_graph=create_graph, retain_graph=True, allow_unused=True
+            )
+        )
     return tuple((next(grads) if need else None) for need in needs)
+
+
+_is_legacy_batched: Callable[[Tensor], bool] = getattr(torch._C._functorch, "is_legacy_batchedtensor", lambda t: False)
+
+
+def _composite_backward(*cotangents: Tensor) -> bool:
+    """Whether a fast backward must hand back the composite's VJP instead of its in-place one.
+
+    Under ``create_graph=True`` autograd runs backwards in grad mode: the gradient must be a
+    graph for the next derivative. Under a vectorised backward (``is_grads_batched``,
+    ``torch.autograd.functional.jacobian(vectorize=True)``) the cotangents are batched by
+    PyTorch's older vmap (``torch._C._functorch.is_legacy_batchedtensor``), which in-place and
+    ``out=`` ops cannot take.
+    """
+    return (
+        torch.is_grad_enabled()
+        or torch._C._are_functorch_transforms_active()
+        or any(_is_legacy_batched(t) for t in cotangents)
+    )
 
 
 class _Pool(torch.autograd.Function):
@@ -325,7 +350,7 @@ class _Pool(torch.autograd.Function):
     @staticmethod
     def backward(ctx, dy: Tensor, dx: Tensor) -> tuple[Tensor, None, None]:  # type: ignore[override]
         x, y = ctx.saved_tensors
-        if torch.is_grad_enabled():  # create_graph: differentiable ops, nothing in place
+        if _composite_backward(dy, dx):  # create_graph: differentiable ops, nothing in place
             (dp,) = _differentiable_vjp(lambda t: (_plain_pools(t, ctx.kinds, ctx.dims),), (x,), (True,), (dy,))
             return dx + dp, None, None
         dx = _owned(dx)
@@ -355,7 +380,7 @@ class _Scale(torch.autograd.Function):
     @staticmethod
     def backward(ctx, dy: Tensor) -> tuple[Tensor | None, Tensor | None]:  # type: ignore[override]
         x, s = ctx.saved_tensors
-        if torch.is_grad_enabled():  # create_graph: x * s's own derivative, in differentiable ops
+        if _composite_backward(dy):  # create_graph: x * s's own derivative, in differentiable ops
             return _differentiable_vjp(torch.mul, (x, s), ctx.needs_input_grad, (dy,))
         dx = ds = None
         if ctx.needs_input_grad[1]:
@@ -397,7 +422,7 @@ class _ScalePool(torch.autograd.Function):
     @staticmethod
     def backward(ctx, dd: Tensor, dx1: Tensor) -> tuple[Tensor | None, Tensor | None, None]:  # type: ignore[override]
         x, g, x1, d = ctx.saved_tensors
-        if torch.is_grad_enabled():  # create_graph: differentiable ops, nothing in place
+        if _composite_backward(dd, dx1):  # create_graph: differentiable ops, nothing in place
             fn = functools.partial(_plain_scale_and_pool, kinds=ctx.kinds)
             dx, dg = _differentiable_vjp(fn, (x, g), ctx.needs_input_grad[:2], (dd, dx1))
             return dx, dg, None
