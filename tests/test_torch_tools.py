@@ -29,7 +29,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 import torch_impl  # noqa: E402
-from conformance import Outputs, make_case, reference_outputs  # noqa: E402
+from conformance import Outputs, compare, make_case, reference_outputs  # noqa: E402
 from conformance.runner import compare_outputs  # noqa: E402
 from reference_numpy import CBAMConfig, ECAConfig, SEConfig, param_layout  # noqa: E402
 from reference_numpy import backward as ref_backward  # noqa: E402
@@ -37,7 +37,10 @@ from reference_numpy import forward as ref_forward  # noqa: E402
 from tests._fd import fd_error  # noqa: E402
 from tests.test_reference_gradients import MAX_FD_ERROR  # noqa: E402
 
-pytestmark = pytest.mark.torch
+pytestmark = [
+    pytest.mark.torch,
+    pytest.mark.filterwarnings("ignore:`torch.jit.*` is deprecated:DeprecationWarning"),  # jit.trace is tested
+]
 
 C = 12
 SHAPE = (3, C, 4, 5)
@@ -395,6 +398,23 @@ def test_func_jacobians(name, training, transform):
     with torch.no_grad():
         y = module(x)
     _check(Outputs(_np(y), _np(dx)), case, params=False, state=False)
+
+
+@pytest.mark.parametrize(("name", "training"), VARIANTS)
+def test_forward_ad_dual_tensors(name, training):
+    """``torch.autograd.forward_ad``: the JVP along v, contracted with dy, is the reference's ``<dx, v>``."""
+    import torch.autograd.forward_ad as fwad
+
+    case = _case(name, training)
+    module = _module(case)
+    v = np.random.default_rng(7).standard_normal(case.x.shape)
+    with fwad.dual_level():
+        out = module(fwad.make_dual(_tensor(case.x, "float64"), torch.from_numpy(v)))
+        y, jv = fwad.unpack_dual(out)
+    want = reference_outputs(case)
+    _check(Outputs(_np(y), state=_state(module, case) if training else {}), case, with_grads=False)
+    got = compare("<dy, J v>", float((case.dy * _np(jv)).sum()), float((want.dx * v).sum()), "float64", seed=case.seed)
+    assert got.ok, got.message
 
 
 # ----------------------------------------------------------------------------- autocast, determinism

@@ -226,8 +226,9 @@ def composable(x: Tensor) -> bool:
     TorchScript ONNX exporter), under ``torch.compile`` and ``torch.export`` (and so the dynamo
     ONNX exporter), and inside ``torch.func`` transforms (``grad``, ``vmap``, ``jacrev``,
     ``jacfwd``; ``torch._C._are_functorch_transforms_active``, the test ``autograd.Function``
-    itself applies). Double backward needs no switch: the fast backwards record the composite's
-    derivative when asked for a graph.
+    itself applies), and inside ``torch.autograd.forward_ad.dual_level()`` (forward-mode AD).
+    Double backward needs no switch: the fast backwards record the composite's derivative when
+    asked for a graph.
     """
     return (
         _forced_composite
@@ -235,7 +236,13 @@ def composable(x: Tensor) -> bool:
         or torch.jit.is_tracing()
         or torch.compiler.is_compiling()
         or torch._C._are_functorch_transforms_active()
+        or _forward_ad_level() >= 0
     )
+
+
+def _forward_ad_level() -> int:
+    """The innermost ``torch.autograd.forward_ad.dual_level`` open now, -1 outside (its module's own counter)."""
+    return getattr(torch.autograd.forward_ad, "_current_level", -1)
 
 
 def _widened(x: Tensor) -> Tensor:
