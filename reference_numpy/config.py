@@ -60,6 +60,15 @@ ROUNDINGS = ("floor", "nearest")
 ECA_PADDINGS = ("zeros", "circular")
 DATA_FORMATS = ("channels_first", "channels_last")
 MAX_SIZE = 2**31 - 1
+INPUT_DTYPES = ("float16", "bfloat16", "float32", "float64")
+"""The dtypes a layer computes in (SPEC.md section 1); anything else is refused by name."""
+
+
+def _dtype_name(dtype: Any) -> str:
+    """``"float32"`` for ``np.float32``, ``torch.float32``, ``jnp.float32``, ``"float32"``, ..."""
+    return str(getattr(dtype, "name", None) or getattr(dtype, "__name__", None) or dtype).replace("torch.", "")
+
+
 """Largest size (channels, widths, kernel sizes) a config accepts or derives: every framework's int32 dimension limit."""
 
 
@@ -298,6 +307,30 @@ class _ConfigBase:
                     f"{name} in training mode needs more than one value per channel for batch norm "
                     f"(N * H * W > 1). Received input of shape {shape}."
                 )
+
+    def validate_input_dtype(self, dtype: Any, expected: Any = None) -> None:
+        """Check an input's dtype: one of SPEC.md's float dtypes and, with ``expected``, that one.
+
+        ``expected`` is the dtype of the module's parameters (a port passes None where its
+        framework mixes dtypes by design, e.g. under autocast). Both are anything with a name.
+
+        >>> SEConfig(channels=64).validate_input_dtype("float64", expected="float32")
+        Traceback (most recent call last):
+        ...
+        TypeError: SE(channels=64) with float32 parameters expects a float32 input. Received: dtype=float64
+        >>> SEConfig(channels=64).validate_input_dtype("float8_e4m3fn")
+        Traceback (most recent call last):
+        ...
+        TypeError: SE(channels=64) expects a float16, bfloat16, float32 or float64 input. Received: dtype=float8_e4m3fn
+        """
+        name = f"{self.module.upper()}(channels={self.channels})"
+        got = _dtype_name(dtype)
+        if got not in INPUT_DTYPES:
+            raise TypeError(
+                f"{name} expects a {', '.join(INPUT_DTYPES[:-1])} or {INPUT_DTYPES[-1]} input. Received: dtype={got}"
+            )
+        if expected is not None and got != (want := _dtype_name(expected)):
+            raise TypeError(f"{name} with {want} parameters expects a {want} input. Received: dtype={got}")
 
     @property
     def has_batch_norm(self) -> bool:

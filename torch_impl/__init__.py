@@ -3,6 +3,13 @@
 Configs, derived sizes, initialisation and weight layouts come from ``reference_numpy``;
 ``state_dict()`` keys are the canonical names.
 
+Eager calls take a fast path (autograd Functions with hand-written backwards). Under
+``torch.fx.symbolic_trace``, ``torch.jit.trace``, ``torch.export``, ``torch.compile`` and
+``torch.func`` transforms the layers switch by themselves to a composite path computing the
+same function in plain differentiable ops; ``with torch_impl.composite():`` forces it. Double
+backward works on both (the fast backwards record the composite's derivative under
+``create_graph=True``).
+
 >>> import torch, torch_impl
 >>> from reference_numpy import init_params
 >>> cbam = torch_impl.CBAM(32, preset="timm")
@@ -23,8 +30,18 @@ except ModuleNotFoundError as e:
     ) from e
 
 from ._base import AttentionModule, from_config, load_canonical, to_canonical
+from ._ops import composite
 from .cbam import CBAM
 from .eca import ECA
 from .se import SqueezeExcite
 
-__all__ = ["CBAM", "ECA", "AttentionModule", "SqueezeExcite", "from_config", "load_canonical", "to_canonical"]
+__all__ = [
+    "CBAM",
+    "ECA",
+    "AttentionModule",
+    "SqueezeExcite",
+    "composite",
+    "from_config",
+    "load_canonical",
+    "to_canonical",
+]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import inspect
+import warnings
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
@@ -28,6 +29,8 @@ from reference_numpy import (
 )
 from reference_numpy.config import CONFIG_TYPES, check_config
 from reference_numpy.convert import to_framework_array
+
+from ._ops import composable
 
 __all__ = ["AttentionModule", "from_config", "load_canonical", "to_canonical"]
 
@@ -95,7 +98,8 @@ class AttentionModule(nn.Module):
     def _build(self, cfg: Any, *, device: torch.device | str | None, dtype: torch.dtype | None) -> None:
         raise NotImplementedError
 
-    def _attend(self, x: torch.Tensor) -> torch.Tensor:
+    def _attend(self, x: torch.Tensor, *, plain: bool) -> torch.Tensor:
+        """The module's function of a checked input; ``plain=True``: on the composite path."""
         raise NotImplementedError
 
     def reset_parameters(self) -> None:
@@ -112,8 +116,14 @@ class AttentionModule(nn.Module):
                     m.num_batches_tracked.zero_()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        self._config.validate_input(x.shape, x.dtype, data_format="channels_first", training=self.training)
-        return self._attend(x)
+        if isinstance(x, torch.fx.Proxy):  # symbolic_trace: check the real input when the graph runs
+            return self._attend(_checked_input(x, self._config, self._dtype_witness(), self.training), plain=True)
+        _check_input(x, self._config, self._dtype_witness(), self.training)
+        return self._attend(x, plain=composable(x))
+
+    def _dtype_witness(self) -> torch.Tensor:
+        """A parameter, whose dtype the input must have (outside autocast)."""
+        return next(iter(self.parameters()))
 
     def attention_maps(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """The gates this module multiplies ``x`` by: ``{"channel": (N, C)}``, and CBAM's ``"spatial": (N, 1, H, W)``.
@@ -134,6 +144,46 @@ class AttentionModule(nn.Module):
             if f.name != "channels" and getattr(cfg, f.name) != getattr(defaults, f.name)
         ]
         return ", ".join([f"channels={cfg.channels}", *changed])
+
+
+# ----------------------------------------------------------------------------- input checks
+
+
+def _check_input(x: Any, cfg: Config, witness: torch.Tensor, training: bool) -> None:
+    """The spec's input checks (``validate_input``, ``validate_input_dtype``), and that ``x`` is a tensor.
+
+    Under ``torch.compile`` and ``torch.export`` the sizes that are symbolic are checked with
+    ``torch._check`` (a runtime assertion in the graph) rather than in Python, which would
+    fix them to the example's values.
+    """
+    if not isinstance(x, torch.Tensor):
+        kind = type(x)
+        raise TypeError(
+            f"{cfg.module.upper()}(channels={cfg.channels}) expects a torch.Tensor. "
+            f"Received: {kind.__module__}.{kind.__qualname__}"
+        )
+    if torch.jit.is_tracing():  # sizes are traced tensors; reading them for a check changes no graph
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", torch.jit.TracerWarning)
+            shape = tuple(int(s) for s in x.shape)
+    else:
+        shape = tuple(s if isinstance(s, int) else -1 for s in x.shape)  # -1: symbolic, checked below
+    cfg.validate_input(shape, x.dtype, data_format="channels_first", training=training)
+    cfg.validate_input_dtype(x.dtype, None if torch.is_autocast_enabled(x.device.type) else witness.dtype)
+    if -1 in shape:
+        n, _, h, w = x.shape
+        msg = f"{cfg.module.upper()}(channels={cfg.channels}) expects N, H, W >= 1"
+        for size in (n, h, w):
+            torch._check(size >= 1, lambda: msg)
+        if training and cfg.has_batch_norm:
+            torch._check(n * h * w > 1, lambda: msg + " and N * H * W > 1 in training mode (batch norm)")
+
+
+@torch.fx.wrap
+def _checked_input(x: torch.Tensor, cfg: Config, witness: torch.Tensor, training: bool) -> torch.Tensor:
+    """:func:`_check_input`, then ``x``: a leaf of ``torch.fx.symbolic_trace``, run on the real input."""
+    _check_input(x, cfg, witness, training)
+    return x
 
 
 # ----------------------------------------------------------------------------- config and canonical weights

@@ -26,13 +26,14 @@ tensor of x's size for the autograd engine to sum.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.autograd.function import once_differentiable
 
 __all__ = [
     "ACTIVATIONS",
@@ -41,6 +42,9 @@ __all__ = [
     "ChannelMLP",
     "channel_attention",
     "channel_gate",
+    "composable",
+    "composite",
+    "gate",
     "mlp",
     "mlp_layers",
     "pool",
@@ -83,6 +87,13 @@ def _hard_sigmoid(x: Tensor) -> Tensor:
 
 
 GATES: dict[str, Callable[[Tensor], Tensor]] = {"sigmoid": _Sigmoid.apply, "hard_sigmoid": _hard_sigmoid}
+PLAIN_GATES: dict[str, Callable[[Tensor], Tensor]] = {"sigmoid": torch.sigmoid, "hard_sigmoid": _hard_sigmoid}
+"""The gates on the composite path: ``torch.sigmoid``'s derivative is ``y * (1 - y)``, the same function."""
+
+
+def gate(t: Tensor, kind: str, *, plain: bool = False) -> Tensor:
+    """The gate ``kind`` of ``t``; with ``plain=True`` in ops every tool can trace and transform."""
+    return (PLAIN_GATES if plain else GATES)[kind](t)
 
 
 def _accumulator(x: Tensor) -> torch.dtype | None:
@@ -178,6 +189,102 @@ def _pool_grads_(
         POOLS[k][1](dx, x, yk, dyk, dims, scratch)
 
 
+# ----------------------------------------------------------------------------- the composite path
+# The same functions in plain differentiable ops, for the tools the fast Functions cannot serve.
+
+_forced_composite = False
+
+
+@contextlib.contextmanager
+def composite(enabled: bool = True) -> Iterator[None]:
+    """Run every attnspec layer on its composite path (``enabled=True``) inside the block.
+
+    The composite path is the same function in plain differentiable PyTorch ops; the layers
+    switch to it by themselves under tracing, export, ``torch.compile`` and ``torch.func``
+    transforms (:func:`composable`). ``composite(False)`` restores the automatic choice.
+
+    >>> import torch, torch_impl
+    >>> se = torch_impl.SqueezeExcite(8)
+    >>> x = torch.randn(2, 8, 3, 3)
+    >>> with torch_impl.composite():
+    ...     y = se(x)
+    >>> torch.allclose(y, se(x))
+    True
+    """
+    global _forced_composite
+    before, _forced_composite = _forced_composite, bool(enabled)
+    try:
+        yield
+    finally:
+        _forced_composite = before
+
+
+def composable(x: Tensor) -> bool:
+    """Whether the layers take the composite path for input ``x`` now.
+
+    True inside :func:`composite`, for an ``fx`` proxy, under ``torch.jit.trace`` (and so the
+    TorchScript ONNX exporter), under ``torch.compile`` and ``torch.export`` (and so the dynamo
+    ONNX exporter), and inside ``torch.func`` transforms (``grad``, ``vmap``, ``jacrev``,
+    ``jacfwd``; ``torch._C._are_functorch_transforms_active``, the test ``autograd.Function``
+    itself applies), and inside ``torch.autograd.forward_ad.dual_level()`` (forward-mode AD).
+    Double backward needs no switch: the fast backwards record the composite's derivative when
+    asked for a graph.
+    """
+    return (
+        _forced_composite
+        or isinstance(x, torch.fx.Proxy)
+        or torch.jit.is_tracing()
+        or torch.compiler.is_compiling()
+        or torch._C._are_functorch_transforms_active()
+        or _forward_ad_level() >= 0
+    )
+
+
+def _forward_ad_level() -> int:
+    """The innermost ``torch.autograd.forward_ad.dual_level`` open now, -1 outside (its module's own counter)."""
+    return getattr(torch.autograd.forward_ad, "_current_level", -1)
+
+
+def _widened(x: Tensor) -> Tensor:
+    """``x`` in its reductions' dtype (see :func:`_accumulator`), also for an fx proxy, whose dtype is unknown.
+
+    A proxy gets a float32 zero of one element added: by type promotion that is float32 for
+    half types and x's own dtype otherwise.
+    """
+    if isinstance(x, torch.fx.Proxy):
+        return x + x.new_zeros(1, dtype=torch.float32)
+    acc = _accumulator(x)
+    return x if acc is None else x.to(acc)
+
+
+def _plain_mean(x: Tensor, dims: tuple[int, ...]) -> Tensor:
+    return _widened(x).mean(dims, keepdim=True).type_as(x)
+
+
+def _plain_lse(x: Tensor, dims: tuple[int, ...]) -> Tensor:
+    x32 = _widened(x)
+    m = x32.amax(dims, keepdim=True).detach()  # any constant gives the same function; the max keeps exp finite
+    return (m + (x32 - m).exp().sum(dims, keepdim=True).log()).type_as(x)
+
+
+def _plain_lp(x: Tensor, dims: tuple[int, ...]) -> Tensor:
+    return torch.linalg.vector_norm(_widened(x), 2, dims, keepdim=True).type_as(x)
+
+
+_PLAIN_POOLS: dict[str, Callable[[Tensor, tuple[int, ...]], Tensor]] = {
+    "avg": _plain_mean,
+    "mean": _plain_mean,
+    "max": _max,
+    "lse": _plain_lse,
+    "lp": _plain_lp,
+}
+
+
+def _plain_pools(x: Tensor, kinds: tuple[str, ...], dims: tuple[int, ...]) -> Tensor:
+    pooled = [_PLAIN_POOLS[k](x, dims) for k in kinds]
+    return pooled[0] if len(pooled) == 1 else torch.cat(pooled, dim=dims[0])
+
+
 def _owned(dx: Tensor) -> Tensor:
     """``dx`` if adding into it in place is safe (dense, not an expanded view), else a copy.
 
@@ -195,6 +302,50 @@ def _sum_to(t: Tensor, like: Tensor) -> Tensor:
     return _sum(t, tuple(dims)).to(like.dtype)
 
 
+def _differentiable_vjp(
+    fn: Callable[..., tuple[Tensor, ...]],
+    inputs: tuple[Tensor, ...],
+    needs: tuple[bool, ...],
+    cotangents: tuple[Tensor, ...],
+) -> tuple[Tensor | None, ...]:
+    """The vector-Jacobian product of the composite ``fn`` at ``inputs``, recorded for a further backward.
+
+    The fast backwards call this when autograd asks for a graph of the gradient
+    (``create_graph=True``: grad mode is on inside ``backward``), so double backward runs
+    through the plain ops of the composite path, the same function by construction.
+    """
+    create_graph = torch.is_grad_enabled()  # off for a vectorised backward (see _composite_backward)
+    with torch.enable_grad():
+        wanted = [t for t, need in zip(inputs, needs, strict=True) if need]
+        outs = fn(*inputs)
+        # retain_graph: a batched backward may take this local graph more than once (it is freed on return anyway)
+        grads = iter(
+            torch.autograd.grad(
+                outs, wanted, cotangents, create_graph=create_graph, retain_graph=True, allow_unused=True
+            )
+        )
+    return tuple((next(grads) if need else None) for need in needs)
+
+
+_is_legacy_batched: Callable[[Tensor], bool] = getattr(torch._C._functorch, "is_legacy_batchedtensor", lambda t: False)
+
+
+def _composite_backward(*cotangents: Tensor) -> bool:
+    """Whether a fast backward must hand back the composite's VJP instead of its in-place one.
+
+    Under ``create_graph=True`` autograd runs backwards in grad mode: the gradient must be a
+    graph for the next derivative. Under a vectorised backward (``is_grads_batched``,
+    ``torch.autograd.functional.jacobian(vectorize=True)``) the cotangents are batched by
+    PyTorch's older vmap (``torch._C._functorch.is_legacy_batchedtensor``), which in-place and
+    ``out=`` ops cannot take.
+    """
+    return (
+        torch.is_grad_enabled()
+        or torch._C._are_functorch_transforms_active()
+        or any(_is_legacy_batched(t) for t in cotangents)
+    )
+
+
 class _Pool(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: Tensor, kinds: tuple[str, ...], dims: tuple[int, ...]) -> tuple[Tensor, Tensor]:  # type: ignore[override]
@@ -204,21 +355,26 @@ class _Pool(torch.autograd.Function):
         return y, x.view_as(x)
 
     @staticmethod
-    @once_differentiable
     def backward(ctx, dy: Tensor, dx: Tensor) -> tuple[Tensor, None, None]:  # type: ignore[override]
         x, y = ctx.saved_tensors
+        if _composite_backward(dy, dx):  # create_graph: differentiable ops, nothing in place
+            (dp,) = _differentiable_vjp(lambda t: (_plain_pools(t, ctx.kinds, ctx.dims),), (x,), (True,), (dy,))
+            return dx + dp, None, None
         dx = _owned(dx)
         _pool_grads_(dx, x, y, dy, ctx.kinds, ctx.dims, None)
         return dx, None, None
 
 
-def pool(x: Tensor, kinds: Sequence[str], dims: tuple[int, ...]) -> tuple[Tensor, Tensor]:
+def pool(x: Tensor, kinds: Sequence[str], dims: tuple[int, ...], *, plain: bool = False) -> tuple[Tensor, Tensor]:
     """Pools of ``x`` over ``dims``, one per kind, concatenated along ``dims[0]``; and ``x`` passed through.
 
     Use the pass-through (not ``x``) for everything downstream: its gradient is where the
     pools add theirs. Over H, W (``dims=(2, 3)``) the result is ``(N, C, P, 1)``; over channels
-    (``dims=(1,)``) it is ``(N, P, H, W)``.
+    (``dims=(1,)``) it is ``(N, P, H, W)``. With ``plain=True`` it is the composite of plain
+    differentiable ops (see :func:`composable`).
     """
+    if plain:
+        return _plain_pools(x, tuple(kinds), dims), x
     return _Pool.apply(x, tuple(kinds), dims)
 
 
@@ -229,9 +385,10 @@ class _Scale(torch.autograd.Function):
         return x * s
 
     @staticmethod
-    @once_differentiable
     def backward(ctx, dy: Tensor) -> tuple[Tensor | None, Tensor | None]:  # type: ignore[override]
         x, s = ctx.saved_tensors
+        if _composite_backward(dy):  # create_graph: x * s's own derivative, in differentiable ops
+            return _differentiable_vjp(torch.mul, (x, s), ctx.needs_input_grad, (dy,))
         dx = ds = None
         if ctx.needs_input_grad[1]:
             dx = dy * x  # the buffer first holds dy * x for ds, then becomes dx
@@ -241,15 +398,23 @@ class _Scale(torch.autograd.Function):
         return dx, ds
 
 
-def scale(x: Tensor, s: Tensor, *, temporary: bool = False) -> Tensor:
+def scale(x: Tensor, s: Tensor, *, temporary: bool = False, plain: bool = False) -> Tensor:
     """``x * s`` for ``s`` of shape ``(N, C, 1, 1)`` or ``(N, 1, H, W)``; one tensor of x's size in backward.
 
     With ``temporary=True`` (``x`` is an intermediate nobody else holds) and no gradient to
-    record, ``x`` is multiplied in place: inference allocates nothing more.
+    record, ``x`` is multiplied in place: inference allocates nothing more. With ``plain=True``
+    it is the plain product.
     """
+    if plain:
+        return x * s
     if temporary and not (x.requires_grad or s.requires_grad):
         return x.mul_(s)
     return _Scale.apply(x, s)
+
+
+def _plain_scale_and_pool(x: Tensor, g: Tensor, kinds: tuple[str, ...]) -> tuple[Tensor, Tensor]:
+    x1 = x * g
+    return _plain_pools(x1, kinds, (1,)), x1
 
 
 class _ScalePool(torch.autograd.Function):
@@ -262,9 +427,12 @@ class _ScalePool(torch.autograd.Function):
         return d, x1
 
     @staticmethod
-    @once_differentiable
     def backward(ctx, dd: Tensor, dx1: Tensor) -> tuple[Tensor | None, Tensor | None, None]:  # type: ignore[override]
         x, g, x1, d = ctx.saved_tensors
+        if _composite_backward(dd, dx1):  # create_graph: differentiable ops, nothing in place
+            fn = functools.partial(_plain_scale_and_pool, kinds=ctx.kinds)
+            dx, dg = _differentiable_vjp(fn, (x, g), ctx.needs_input_grad[:2], (dd, dx1))
+            return dx, dg, None
         dx1 = _owned(dx1)
         scratch = torch.empty_like(x)
         _pool_grads_(dx1, x1, d, dd, ctx.kinds, (1,), scratch)
@@ -272,11 +440,13 @@ class _ScalePool(torch.autograd.Function):
         return (dx1.mul_(g) if ctx.needs_input_grad[0] else None), dg, None
 
 
-def scale_and_pool(x: Tensor, g: Tensor, kinds: Sequence[str]) -> tuple[Tensor, Tensor]:
+def scale_and_pool(x: Tensor, g: Tensor, kinds: Sequence[str], *, plain: bool = False) -> tuple[Tensor, Tensor]:
     """``x1 = x * g`` (``g`` of shape ``(N, C, 1, 1)``) and the pools of ``x1`` over channels, ``(N, P, H, W)``.
 
     Returns ``(pools, x1)``. The backward reuses the gradient arriving for ``x1`` as x's gradient.
     """
+    if plain:
+        return _plain_scale_and_pool(x, g, tuple(kinds))
     return _ScalePool.apply(x, g, tuple(kinds))
 
 
@@ -295,8 +465,7 @@ def mlp_layers(
 
 def mlp(z: Tensor, fc1: nn.Linear, fc2: nn.Linear, act: str) -> Tensor:
     """``fc2(act(fc1(z)))`` for descriptors ``z`` of shape ``(N, P, C)``, summed over the P pools -> ``(N, C)``."""
-    u = fc2(ACTIVATIONS[act](fc1(z)))
-    return u[:, 0] if u.shape[1] == 1 else u.sum(1)
+    return fc2(ACTIVATIONS[act](fc1(z))).sum(1)  # over one pool the sum is that pool's row, exactly
 
 
 class ChannelMLP(nn.Module):
@@ -321,17 +490,19 @@ class ChannelMLP(nn.Module):
 
 
 def channel_gate(
-    x: Tensor, kinds: Sequence[str], logits: Callable[[Tensor], Tensor], gate: str
+    x: Tensor, kinds: Sequence[str], logits: Callable[[Tensor], Tensor], kind: str, *, plain: bool = False
 ) -> tuple[Tensor, Tensor]:
     """``gate(logits(z))`` as ``(N, C, 1, 1)``, ``z`` the pools of ``x`` over H, W as ``(N, P, C)``; and x passed through.
 
     ``logits`` maps ``(N, P, C)`` to ``(N, C)``; use the returned x downstream (see :func:`pool`).
     """
-    z, x = pool(x, kinds, (2, 3))
-    return GATES[gate](logits(z[..., 0].transpose(1, 2)))[..., None, None], x
+    z, x = pool(x, kinds, (2, 3), plain=plain)
+    return gate(logits(z[..., 0].transpose(1, 2)), kind, plain=plain)[..., None, None], x
 
 
-def channel_attention(x: Tensor, kinds: Sequence[str], logits: Callable[[Tensor], Tensor], gate: str) -> Tensor:
+def channel_attention(
+    x: Tensor, kinds: Sequence[str], logits: Callable[[Tensor], Tensor], kind: str, *, plain: bool = False
+) -> Tensor:
     """``x * gate(logits(z))``: SE, ECA, and CBAM without its spatial branch."""
-    g, x = channel_gate(x, kinds, logits, gate)
-    return scale(x, g)
+    g, x = channel_gate(x, kinds, logits, kind, plain=plain)
+    return scale(x, g, plain=plain)

@@ -5,12 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from reference_numpy import CBAMConfig
 
 from ._base import AttentionModule, _register
-from ._ops import GATES, ChannelMLP, channel_attention, channel_gate, scale, scale_and_pool
+from ._ops import ChannelMLP, channel_attention, channel_gate, gate, scale, scale_and_pool
 
 __all__ = ["CBAM", "SpatialGate"]
 
@@ -26,6 +27,12 @@ class _CanonicalBatchNorm2d(nn.BatchNorm2d):
     def __init__(self, *, eps: float, momentum: float, device: Any = None, dtype: Any = None) -> None:
         super().__init__(1, eps=eps, momentum=momentum, device=device, dtype=dtype)
         self.register_buffer("num_batches_tracked", self.num_batches_tracked, persistent=False)
+
+    def _check_input_dim(self, input: torch.Tensor) -> None:
+        # torch.fx traces into this subclass (it is not torch.nn's own, so not a leaf): its rank check
+        # would branch on a proxy; CBAM passes it (N, 1, H, W) anyway
+        if not isinstance(input, torch.fx.Proxy):
+            super()._check_input_dim(input)
 
     def _load_from_state_dict(self, state_dict: Any, prefix: str, local_metadata: dict, *args: Any) -> None:
         # without version metadata (a plain dict), the base class would add num_batches_tracked to state_dict
@@ -47,7 +54,33 @@ class SpatialGate(nn.Module):
 
     def forward(self, d: torch.Tensor) -> torch.Tensor:
         z = self.conv(d)
-        return z if self.bn is None else self.bn(z)
+        if self.bn is None:
+            return z
+        if self.training and torch._C._are_functorch_transforms_active():
+            # torch.func cannot update buffers the transformed function does not take as inputs:
+            # batch statistics as always, running statistics left as they are (torch.func's own advice)
+            return F.batch_norm(z, None, None, self.bn.weight, self.bn.bias, True, 0.0, self.bn.eps)
+        if self.training and type(self.bn) is _CanonicalBatchNorm2d and torch.compiler.is_exporting():
+            return _batch_norm_by_hand(self.bn, z)
+        return self.bn(z)
+
+
+def _batch_norm_by_hand(bn: nn.BatchNorm2d, z: torch.Tensor) -> torch.Tensor:
+    """Train-mode ``bn(z)`` for one channel in reductions and products (SPEC.md section 4's formula).
+
+    For ``torch.export``: the dynamo ONNX exporter turns the exported train-mode batch norm into
+    one that normalises with the running statistics (PyTorch 2.13); these ops export as they are.
+    The running statistics update as ``bn`` would update them.
+    """
+    dims = (0, 2, 3)
+    mean = z.mean(dims, keepdim=True)
+    var = (z - mean).square().mean(dims, keepdim=True)
+    with torch.no_grad():
+        count = z.shape[0] * z.shape[2] * z.shape[3]
+        bn.running_mean.lerp_(mean.detach().view(1), bn.momentum)
+        bn.running_var.lerp_(var.detach().view(1) * (count / (count - 1)), bn.momentum)
+        bn.num_batches_tracked.add_(1)
+    return (z - mean) * torch.rsqrt(var + bn.eps) * bn.weight.view(1, 1, 1, 1) + bn.bias.view(1, 1, 1, 1)
 
 
 @_register
@@ -102,10 +135,10 @@ class CBAM(AttentionModule):
         self.channel = ChannelMLP(cfg.channels, cfg.hidden, bias=cfg.mlp_bias, act=cfg.act, device=device, dtype=dtype)
         self.spatial = SpatialGate(cfg, device=device, dtype=dtype) if cfg.spatial else None
 
-    def _attend(self, x: torch.Tensor) -> torch.Tensor:
+    def _attend(self, x: torch.Tensor, *, plain: bool) -> torch.Tensor:
         cfg = self._config
         if self.spatial is None:
-            return channel_attention(x, cfg.pool_types, self.channel, cfg.gate)
-        g, x = channel_gate(x, cfg.pool_types, self.channel, cfg.gate)
-        d, x1 = scale_and_pool(x, g, cfg.spatial_pool_order)
-        return scale(x1, GATES[cfg.gate](self.spatial(d)), temporary=True)
+            return channel_attention(x, cfg.pool_types, self.channel, cfg.gate, plain=plain)
+        g, x = channel_gate(x, cfg.pool_types, self.channel, cfg.gate, plain=plain)
+        d, x1 = scale_and_pool(x, g, cfg.spatial_pool_order, plain=plain)
+        return scale(x1, gate(self.spatial(d), cfg.gate, plain=plain), temporary=True, plain=plain)

@@ -37,8 +37,8 @@ class ECA(AttentionModule):
     ``conv.weight (k,)``, as in the published checkpoints). Its weight is applied as the
     k-tap correlation it defines, over the padded channel axis (``unfold`` and a product with
     the k taps): the same sums as the Conv1d, which oneDNN runs about ten times slower forward
-    and backward on a one-channel signal of length C. Padding is explicit, so circular padding
-    wider than C wraps around as often as needed.
+    and backward on a one-channel signal of length C. Padding is explicit (copies of the
+    channel axis), so circular padding wider than C wraps around as often as needed.
 
     Example:
 
@@ -58,16 +58,32 @@ class ECA(AttentionModule):
     def _build(self, cfg: ECAConfig, *, device: torch.device | str | None, dtype: torch.dtype | None) -> None:
         self.conv = nn.Conv1d(1, 1, cfg.effective_kernel_size, bias=cfg.bias, device=device, dtype=dtype)
 
-    def _attend(self, x: torch.Tensor) -> torch.Tensor:
-        return channel_attention(x, ("avg",), self._conv_over_channels, self.config.gate)
+    def _attend(self, x: torch.Tensor, *, plain: bool) -> torch.Tensor:
+        conv = self._plain_conv_over_channels if plain else self._conv_over_channels
+        return channel_attention(x, ("avg",), conv, self._config.gate, plain=plain)
+
+    def _padded(self, z: torch.Tensor) -> torch.Tensor:
+        """``(N, 1, C)`` -> ``(N, 1, C + k - 1)``, padded as the config says."""
+        cfg = self._config
+        k, c = cfg.effective_kernel_size, cfg.channels  # static sizes: tracers see no shape arithmetic
+        p = k // 2
+        if cfg.padding == "zeros":
+            return F.pad(z, (p, p))
+        copies = -(-p // c)  # circular: enough copies on each side for any p, then the window around the middle one
+        return z.repeat(1, 1, 2 * copies + 1)[..., copies * c - p : (copies + 1) * c + p]
 
     def _conv_over_channels(self, z: torch.Tensor) -> torch.Tensor:
         """``(N, 1, C)`` -> ``(N, C)``."""
-        w = self.conv.weight.view(-1)
-        p, c = w.shape[0] // 2, z.shape[-1]
-        if self._config.padding == "zeros":
-            z = F.pad(z, (p, p))
-        else:
-            z = z[..., torch.arange(-p, c + p, device=z.device) % c]
-        u = z[:, 0].unfold(-1, w.shape[0], 1) @ w
+        k = self._config.effective_kernel_size
+        u = self._padded(z)[:, 0].unfold(-1, k, 1) @ self.conv.weight.view(k)
+        return u if self.conv.bias is None else u + self.conv.bias
+
+    def _plain_conv_over_channels(self, z: torch.Tensor) -> torch.Tensor:
+        """The same sums as shifted slices (every exporter handles slices; the TorchScript one not ``unfold``)."""
+        cfg = self._config
+        k, c = cfg.effective_kernel_size, cfg.channels
+        zp, w = self._padded(z)[:, 0], self.conv.weight.view(k)
+        u = zp[:, 0:c] * w[0]
+        for j in range(1, k):
+            u = u + zp[:, j : j + c] * w[j]
         return u if self.conv.bias is None else u + self.conv.bias

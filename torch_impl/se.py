@@ -46,8 +46,8 @@ class SqueezeExcite(AttentionModule):
     def _build(self, cfg: SEConfig, *, device: torch.device | str | None, dtype: torch.dtype | None) -> None:
         self.fc1, self.fc2 = mlp_layers(cfg.channels, cfg.hidden, bias=cfg.bias, device=device, dtype=dtype)
 
-    def _attend(self, x: torch.Tensor) -> torch.Tensor:
-        return channel_attention(x, ("avg",), self._excite, self.config.gate)
+    def _attend(self, x: torch.Tensor, *, plain: bool) -> torch.Tensor:
+        return channel_attention(x, ("avg",), self._excite, self._config.gate, plain=plain)
 
     def _excite(self, z: torch.Tensor) -> torch.Tensor:
         return mlp(z, self.fc1, self.fc2, self._config.act)
