@@ -124,8 +124,10 @@ def _max_jvp(x: Array, y: Array, t: Array, axis: Any, acc: Any, keepdims: bool) 
     ``min(x, y)`` stands for ``x`` (equal, as ``x <= y``) so that XLA cannot contract a product
     that computes ``x`` with the subtraction into one exact multiply-add, which would no longer
     vanish at the ties; the count and the weights are written unlike each other so that XLA
-    does not merge them into one input-sized tensor. NaN where ``y`` is NaN (so is the pooled
-    value) and at an infinite maximum.
+    does not merge them into one input-sized tensor. The division by the count happens at the
+    kept shape: at the reduced shape XLA fuses it, and with it the (late) cotangent, into the
+    count's reduction, which then keeps its two input-sized operands alive through the whole
+    backward pass. NaN where ``y`` is NaN (so is the pooled value) and at an infinite maximum.
     """
     n = math.prod(x.shape[a] for a in axis)
     count = jnp.sum(jnp.sign(jnp.minimum(x, y) - y), axis=axis, keepdims=True, dtype=acc) + n
@@ -345,11 +347,13 @@ def _instantiate(t: Any, primal: Array) -> Array:
 
 @functools.partial(_cbam.defjvp, symbolic_zeros=True)
 def _cbam_jvp(cfg: CBAMConfig, ctx: Ctx, training: bool, axis_name: Any, primals: Any, tangents: Any) -> Any:
-    """CBAM's JVP (forward mode), which reverse mode linearises and transposes.
+    """CBAM's JVP (``jax.jvp``, ``jax.jacfwd``), which reverse mode (``jax.grad``) linearises and
+    transposes, and which is itself differentiable (``jax.hessian``, any order of modes).
 
     Zero tangents arrive symbolic: a zero input tangent (e.g. gradients of the weights only)
-    skips the input-sized terms; the small ones are made concrete. The running statistics get
-    tangent zero (they are updated outside differentiation, ``stop_gradient``).
+    skips the input-sized terms; the small ones are made concrete. The updated running
+    statistics have tangent zero (``stop_gradient``, as without the custom rule); the running
+    statistics read in eval mode get their derivative like any input.
     """
     x, w, stats = primals
     tx, tw, tstats = tangents
@@ -361,7 +365,7 @@ def _cbam_jvp(cfg: CBAMConfig, ctx: Ctx, training: bool, axis_name: Any, primals
 
 
 def cbam(cfg: CBAMConfig, w: Weights, stats: Weights, x: Array, ctx: Ctx, training: bool, axis_name: Any) -> Any:
-    """Channel attention, then spatial attention; the input-sized passes have a hand-written JVP."""
+    """Channel attention, then spatial attention; the input-sized passes have a hand-written JVP (:func:`_cbam_jvp`)."""
     return _cbam(cfg, ctx, training, axis_name, x, dict(w), dict(stats))
 
 
