@@ -306,24 +306,25 @@ def _cbam_pass(
     tx, tw, tstats = (None, None, None) if tangents is None else tangents
     pooled = [SPACE_POOLS[t](x, ctx) for t in cfg.pool_types]  # P x (N, C)
     tpooled = None
-    if tangents is not None and tx is None:
-        tpooled = jnp.zeros((len(pooled), *pooled[0].shape), ctx.acc)
-    elif tangents is not None:
+    if tx is not None:
         pairs = zip(cfg.pool_types, pooled, strict=True)
         tpooled = jnp.stack([POOL_JVPS[t](x, ctx.expand(z), tx, ctx.space, ctx.acc, False) for t, z in pairs])
+    elif tangents is not None:
+        tpooled = jnp.zeros((len(pooled), *pooled[0].shape), ctx.acc)
     gate = lambda z, w: _channel_gate(cfg, ctx, w, z)  # noqa: E731
     g, tg = _jvp(gate, (jnp.stack(pooled), w), None if tangents is None else (tpooled, tw))
     gx = ctx.expand(g)
     x1 = x * gx
-    tx1 = None if tangents is None else _scaled(x, jnp.expand_dims(tg, ctx.space), ctx)
-    if tx is not None:
-        tx1 = tx * gx + tx1
+    tx1 = None
+    if tangents is not None:
+        tx1 = _scaled(x, jnp.expand_dims(tg, ctx.space), ctx)
+        tx1 = tx1 if tx is None else tx * gx + tx1
     if not cfg.spatial:
         return (x1, {}), tx1
     parts = [CHANNEL_POOLS[q](x1, ctx) for q in cfg.spatial_pool_order]  # one channel each
     d = jnp.concatenate(parts, axis=ctx.channel)
     td = None
-    if tangents is not None:
+    if tx1 is not None:
         pairs = zip(cfg.spatial_pool_order, parts, strict=True)
         jvps = [POOL_JVPS[q](x1, v.astype(ctx.dtype), tx1, (ctx.channel,), ctx.acc, True) for q, v in pairs]
         td = jnp.concatenate(jvps, axis=ctx.channel)
@@ -331,7 +332,7 @@ def _cbam_pass(
     s, ts, new_stats = _jvp(spatial, (d, w, stats), None if tangents is None else (td, tw, tstats), has_aux=True)
     sx = s.astype(ctx.dtype)
     y = x1 * sx
-    return (y, new_stats), None if tangents is None else tx1 * sx + _scaled(x1, ts, ctx)
+    return (y, new_stats), None if tx1 is None else tx1 * sx + _scaled(x1, ts, ctx)
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(0, 1, 2, 3))

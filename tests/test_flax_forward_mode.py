@@ -2,7 +2,7 @@
 
 Everything runs in float64 (x64 switched on inside each test only) and is held to the NumPy
 reference: first derivatives to its hand-written backward (the Jacobian, one backward pass per
-output element, exact in float64), second derivatives to central differences of that backward.
+output element, exact up to float64 rounding), second derivatives to central differences of that backward.
 A module is seen as a function of one flat vector ``theta = [x, trainable weights]`` in the
 reference's canonical order, mapped into the port's variable trees inside the traced function,
 so the Jacobians of port and reference have the same columns. ``jax.jacfwd``, ``jax.jacrev`` and
@@ -45,7 +45,7 @@ MAX_FD_ERROR = 1e-6
 """Central differences of the reference's float64 backward: truncation ~ step**2 and rounding
 ~ 1e-16 / step, both near 1e-10 relative at this step; a wrong second derivative is off by O(1)."""
 _COMPILE = {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive_passes": True}
-"""Compile time dominates these tests; the values are the same (float64, tiny arrays)."""
+"""Compile time dominates these tests; results are still held to the float64 tolerance."""
 
 
 # ----------------------------------------------------------------------------- the module as f(theta)
