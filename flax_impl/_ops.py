@@ -22,6 +22,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 from jax import lax
+from jax.custom_derivatives import SymbolicZero
 
 from reference_numpy import CBAMConfig, Config, ECAConfig, SEConfig
 
@@ -112,31 +113,48 @@ CHANNEL_POOLS: dict[str, Callable[[Array, Ctx], Array]] = {
 }
 
 
-def _max_grad(x: Array, y: Array, g: Array, axis: Any) -> Array:
-    """``g`` split evenly among the entries of ``x`` that equal their window's max ``y``.
+def _max_jvp(x: Array, y: Array, t: Array, axis: Any, acc: Any, keepdims: bool) -> Array:
+    """Tangent of a max pool: ``t`` averaged over the entries of ``x`` that equal their window's max ``y``.
 
     The ties are marked arithmetically, ``sign(x - y) + 1`` (1 at a tie, 0 below), and the
-    ``+ 1`` is applied to the small factors rather than to the input-sized term: XLA's CPU
-    backend materialises a boolean mask, or a scalar broadcast to the input's size, as a tensor
-    of its own instead of fusing it into the pass. ``min(x, y)`` stands for ``x`` (equal, as
-    ``x <= y``) so that XLA cannot contract a product that computes ``x`` with the subtraction
-    into one exact multiply-add, which would no longer vanish at the ties. NaN where ``y`` is
-    NaN (so is the gradient) and at an infinite maximum (so is the rest of such a gradient).
+    ``+ 1`` is applied to the small count rather than to an input-sized term: XLA's CPU backend
+    materialises a boolean mask, or a scalar broadcast to the input's size, as a tensor of its
+    own instead of fusing it into the pass. The tangent is written as two sums so that its
+    transpose (reverse mode) is ``share - share * below``, one fused input-sized pass.
+    ``min(x, y)`` stands for ``x`` (equal, as ``x <= y``) so that XLA cannot contract a product
+    that computes ``x`` with the subtraction into one exact multiply-add, which would no longer
+    vanish at the ties; the count and the weights are written unlike each other so that XLA
+    does not merge them into one input-sized tensor. The division by the count happens at the
+    kept shape: at the reduced shape XLA fuses it, and with it the (late) cotangent, into the
+    count's reduction, which then keeps its two input-sized operands alive through the whole
+    backward pass. NaN where ``y`` is NaN (so is the pooled value) and at an infinite maximum.
     """
-    count = jnp.sum(jnp.sign(jnp.minimum(x, y) - y), axis=axis, keepdims=True) + math.prod(x.shape[a] for a in axis)
-    share = g / count
-    return share - share * jnp.sign(y - jnp.minimum(y, x))  # written unlike the count's: not merged with it
+    n = math.prod(x.shape[a] for a in axis)
+    count = jnp.sum(jnp.sign(jnp.minimum(x, y) - y), axis=axis, keepdims=True, dtype=acc) + n
+    below = jnp.sign(y - jnp.minimum(y, x))  # 1 below the max, 0 at it
+    total = jnp.sum(t, axis=axis, keepdims=True, dtype=acc)
+    out = (total - jnp.sum(t * below, axis=axis, keepdims=True, dtype=acc)) / count
+    return out if keepdims else jnp.squeeze(out, axis)
 
 
-# gradients of the pools: (x, pooled value kept broadcastable, its cotangent likewise, axis) -> dx;
-# max splits among tied maxima, lp is 0 at an all-zero window (SPEC.md section 2)
-POOL_GRADS: dict[str, Callable[[Array, Array, Array, Any], Array]] = {
-    "avg": lambda x, y, g, axis: g / math.prod(x.shape[a] for a in axis),  # broadcast by the caller's sum
-    "max": _max_grad,
-    "lse": lambda x, y, g, axis: g * jnp.exp(x - y),
-    "lp": lambda x, y, g, axis: x * jnp.where(y == 0, 0, g / jnp.where(y == 0, 1, y)),
+def _lp_jvp(x: Array, y: Array, t: Array, axis: Any, acc: Any, keepdims: bool) -> Array:
+    value = y if keepdims else jnp.squeeze(y, axis)
+    zero = value == 0  # an all-zero window: tangent 0 (SPEC.md section 2)
+    return jnp.where(zero, 0, jnp.sum(x * t, axis=axis, keepdims=keepdims, dtype=acc) / jnp.where(zero, 1, value))
+
+
+# tangents of the pools: (x, pooled value kept broadcastable in x's dtype, tangent of x, axis,
+# accumulation dtype, keepdims) -> tangent of the pooled value in the accumulation dtype. Each is
+# linear in the tangent, with the input-sized factors computed from x and y only, so that its
+# transpose is the pool's gradient as one pass (max splits among tied maxima, lp is 0 at an
+# all-zero window: SPEC.md section 2).
+POOL_JVPS: dict[str, Callable[[Array, Array, Array, Any, Any, bool], Array]] = {
+    "avg": lambda x, y, t, axis, acc, kd: jnp.mean(t, axis=axis, keepdims=kd, dtype=acc),
+    "max": _max_jvp,
+    "lse": lambda x, y, t, axis, acc, kd: jnp.sum(t * jnp.exp(x - y), axis=axis, keepdims=kd, dtype=acc),
+    "lp": _lp_jvp,
 }
-POOL_GRADS["mean"] = POOL_GRADS["avg"]
+POOL_JVPS["mean"] = POOL_JVPS["avg"]
 
 # ----------------------------------------------------------------------------- layers
 
@@ -250,61 +268,105 @@ def _spatial_gate(
     return GATES[cfg.gate](s), new_stats
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(0, 1, 2, 3))
+def _jvp(f: Callable[..., Any], primals: tuple[Any, ...], tangents: tuple[Any, ...] | None, **kw: Any) -> Any:
+    """``jax.jvp(f, primals, tangents, **kw)``, or ``f``'s value with a ``None`` tangent when ``tangents`` is None."""
+    if tangents is not None:
+        return jax.jvp(f, primals, tangents, **kw)
+    out = f(*primals)
+    return (out[0], None, out[1]) if kw.get("has_aux") else (out, None)
+
+
+def _scaled(v: Array, t: Array, ctx: Ctx) -> Array:
+    """``v * t`` for an input-sized ``v`` and a broadcastable tangent ``t`` in the accumulation dtype.
+
+    The product is formed in the accumulation dtype, so the reduction its transpose becomes
+    (the gate's gradient) accumulates there too.
+    """
+    return (v.astype(ctx.acc) * t).astype(ctx.dtype)
+
+
+def _cbam_pass(
+    cfg: CBAMConfig,
+    ctx: Ctx,
+    training: bool,
+    axis_name: Any,
+    x: Array,
+    w: Weights,
+    stats: Weights,
+    tangents: tuple[Array | None, Weights, Weights] | None = None,
+) -> tuple[tuple[Array, dict[str, Array]], Array | None]:
+    """((y, updated statistics), y's tangent). The tangent is computed when ``tangents`` is
+    ``(tangent of x or None for zero, tangents of w, tangents of stats)``, else it is None.
+
+    The tangent is linear in the given tangents and the input-sized passes are written out
+    (:data:`POOL_JVPS`); the small gates take theirs from ``jax.jvp``. Reverse mode transposes
+    it into one fused pass per input-sized gradient. Left to autodiff, XLA's CPU backend kept
+    the max pools' tie masks and broadcast cotangents as input-sized temporaries.
+    """
+    tx, tw, tstats = (None, None, None) if tangents is None else tangents
+    pooled = [SPACE_POOLS[t](x, ctx) for t in cfg.pool_types]  # P x (N, C)
+    tpooled = None
+    if tx is not None:
+        pairs = zip(cfg.pool_types, pooled, strict=True)
+        tpooled = jnp.stack([POOL_JVPS[t](x, ctx.expand(z), tx, ctx.space, ctx.acc, False) for t, z in pairs])
+    elif tangents is not None:
+        tpooled = jnp.zeros((len(pooled), *pooled[0].shape), ctx.acc)
+    gate = lambda z, w: _channel_gate(cfg, ctx, w, z)  # noqa: E731
+    g, tg = _jvp(gate, (jnp.stack(pooled), w), None if tangents is None else (tpooled, tw))
+    gx = ctx.expand(g)
+    x1 = x * gx
+    tx1 = None
+    if tangents is not None:
+        tx1 = _scaled(x, jnp.expand_dims(tg, ctx.space), ctx)
+        tx1 = tx1 if tx is None else tx * gx + tx1
+    if not cfg.spatial:
+        return (x1, {}), tx1
+    parts = [CHANNEL_POOLS[q](x1, ctx) for q in cfg.spatial_pool_order]  # one channel each
+    d = jnp.concatenate(parts, axis=ctx.channel)
+    td = None
+    if tx1 is not None:
+        pairs = zip(cfg.spatial_pool_order, parts, strict=True)
+        jvps = [POOL_JVPS[q](x1, v.astype(ctx.dtype), tx1, (ctx.channel,), ctx.acc, True) for q, v in pairs]
+        td = jnp.concatenate(jvps, axis=ctx.channel)
+    spatial = lambda d, w, stats: _spatial_gate(cfg, ctx, training, axis_name, w, stats, d)  # noqa: E731
+    s, ts, new_stats = _jvp(spatial, (d, w, stats), None if tangents is None else (td, tw, tstats), has_aux=True)
+    sx = s.astype(ctx.dtype)
+    y = x1 * sx
+    return (y, new_stats), None if tx1 is None else tx1 * sx + _scaled(x1, ts, ctx)
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(0, 1, 2, 3))
 def _cbam(
     cfg: CBAMConfig, ctx: Ctx, training: bool, axis_name: Any, x: Array, w: Weights, stats: Weights
 ) -> tuple[Array, dict[str, Array]]:
-    return _cbam_fwd(cfg, ctx, training, axis_name, x, w, stats)[0]
+    return _cbam_pass(cfg, ctx, training, axis_name, x, w, stats)[0]
 
 
-def _cbam_fwd(cfg: CBAMConfig, ctx: Ctx, training: bool, axis_name: Any, x: Array, w: Weights, stats: Weights) -> Any:
-    pooled = jnp.stack([SPACE_POOLS[t](x, ctx) for t in cfg.pool_types])  # (P, N, C)
-    g, channel_vjp = jax.vjp(lambda z, w: _channel_gate(cfg, ctx, w, z), pooled, w)
-    g = ctx.expand(g)
-    if not cfg.spatial:
-        return (x * g, {}), (x, g, pooled, channel_vjp, None, None, None, None, stats)
-    x1 = x * g
-    d = jnp.concatenate([CHANNEL_POOLS[q](x1, ctx) for q in cfg.spatial_pool_order], axis=ctx.channel)
-    s, spatial_vjp, new_stats = jax.vjp(
-        lambda d, w: _spatial_gate(cfg, ctx, training, axis_name, w, stats, d), d, w, has_aux=True
-    )
-    s = s.astype(ctx.dtype)
-    return (x1 * s, new_stats), (x, g, pooled, channel_vjp, x1, d, s, spatial_vjp, stats)
+def _instantiate(t: Any, primal: Array) -> Array:
+    return jnp.zeros(primal.shape, primal.dtype) if isinstance(t, SymbolicZero) else t
 
 
-def _cbam_bwd(cfg: CBAMConfig, ctx: Ctx, training: bool, axis_name: Any, res: Any, cts: Any) -> Any:
-    """The VJP of the input-sized passes, written out; the small gates use their own ``jax.vjp``.
+@functools.partial(_cbam.defjvp, symbolic_zeros=True)
+def _cbam_jvp(cfg: CBAMConfig, ctx: Ctx, training: bool, axis_name: Any, primals: Any, tangents: Any) -> Any:
+    """CBAM's JVP (``jax.jvp``, ``jax.jacfwd``), which reverse mode (``jax.grad``) linearises and
+    transposes, and which is itself differentiable (``jax.hessian``, any order of modes).
 
-    Saved are ``x`` and ``x1 = x * g`` (XLA may recompute it instead). The pools' gradients are
-    formed inside the passes that use them (max pools recount their ties, see
-    :func:`_max_grad`), and the channel gate's gradient is one reduction of ``dx1 * x``.
-    Left to autodiff, XLA's CPU backend kept several input-sized masks and broadcasts.
-    Reverse-mode only: ``jax.jvp`` through CBAM raises.
+    Zero tangents arrive symbolic: a zero input tangent (e.g. gradients of the weights only)
+    skips the input-sized terms; the small ones are made concrete. The updated running
+    statistics have tangent zero (``stop_gradient``, as without the custom rule); the running
+    statistics read in eval mode get their derivative like any input.
     """
-    x, g, pooled, channel_vjp, x1, d, s, spatial_vjp, stats = res
-    dy = cts[0]
-    dx1, dw = dy, None
-    if cfg.spatial:
-        ds = jnp.sum(dy * x1, axis=ctx.channel, keepdims=True, dtype=ctx.acc)
-        dd, dw = spatial_vjp(ds)
-        dx1 = dy * s
-        for i, q in enumerate(cfg.spatial_pool_order):
-            part = (slice(None),) * ctx.channel + (slice(i, i + 1),)
-            dx1 = dx1 + POOL_GRADS[q](x1, d[part].astype(ctx.dtype), dd[part].astype(ctx.dtype), (ctx.channel,))
-    da = jnp.sum(dx1 * x, axis=ctx.space, dtype=ctx.acc)  # (N, C)
-    dpooled, dw_channel = channel_vjp(da)
-    dw = dw_channel if dw is None else jax.tree_util.tree_map(jnp.add, dw, dw_channel)
-    dx = dx1 * g
-    for t, z, dz in zip(cfg.pool_types, pooled, dpooled, strict=True):
-        dx = dx + POOL_GRADS[t](x, ctx.expand(z), ctx.expand(dz), ctx.space)
-    return dx.astype(x.dtype), dw, jax.tree_util.tree_map(jnp.zeros_like, stats)
-
-
-_cbam.defvjp(_cbam_fwd, _cbam_bwd)
+    x, w, stats = primals
+    tx, tw, tstats = tangents
+    tx = None if isinstance(tx, SymbolicZero) else tx
+    tw = {k: _instantiate(t, w[k]) for k, t in tw.items()}
+    tstats = {k: _instantiate(t, stats[k]) for k, t in tstats.items()}
+    (y, new_stats), ty = _cbam_pass(cfg, ctx, training, axis_name, x, w, stats, (tx, tw, tstats))
+    return (y, new_stats), (ty, {k: jnp.zeros_like(v) for k, v in new_stats.items()})
 
 
 def cbam(cfg: CBAMConfig, w: Weights, stats: Weights, x: Array, ctx: Ctx, training: bool, axis_name: Any) -> Any:
-    """Channel attention, then spatial attention; the input-sized passes have a hand-written VJP."""
+    """Channel attention, then spatial attention; the input-sized passes have a hand-written JVP (:func:`_cbam_jvp`)."""
     return _cbam(cfg, ctx, training, axis_name, x, dict(w), dict(stats))
 
 

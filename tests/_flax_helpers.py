@@ -37,10 +37,14 @@ def _canonical(cfg: Config, weights: Any, stats: Any) -> dict[str, np.ndarray]:
 def functional(
     namespace: str, cfg: Config, params: dict[str, np.ndarray], data_format: str, **options: Any
 ) -> Functional:
-    """The module of ``namespace`` for ``cfg``, loaded with canonical ``params``, as a pure function."""
+    """The module of ``namespace`` for ``cfg``, loaded with canonical ``params``, as a pure function.
+
+    ``options`` are the module's (``data_format``, ``dtype``, ``param_dtype``, ...); the weights
+    are loaded in ``param_dtype`` in both namespaces.
+    """
     if namespace == "linen":
         model = fl.from_config(cfg, data_format=data_format, **options)
-        variables = fl.from_canonical(cfg, params)
+        variables = fl.from_canonical(cfg, params, **{k: v for k, v in options.items() if k == "param_dtype"})
 
         def apply_linen(x: jax.Array, weights: Any, stats: Any, training: bool) -> tuple[jax.Array, Any]:
             y, updates = model.apply(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import re
 
 import numpy as np
 import pytest
@@ -27,6 +28,7 @@ from conformance import check_case, compare, get_adapter, make_case, reference_o
 from conformance.grid import CHANNELS, KNOBS, PRESETS  # noqa: E402
 from conformance.runner import compare_outputs  # noqa: E402
 from reference_numpy import CBAMConfig, ECAConfig, SEConfig, knob_names, make_config  # noqa: E402
+from reference_numpy.config import check_data_format  # noqa: E402
 from tests._flax_helpers import NAMESPACES, functional, outputs  # noqa: E402
 
 CONFIGS = {
@@ -336,3 +338,75 @@ def test_input_errors_come_from_the_spec(namespace: str) -> None:
     assert str(err.value) == str(spec.value)
     with pytest.raises(TypeError, match="floating-point"):
         f.apply(jnp.zeros((2, 5, 5, 8), jnp.int32), f.weights, f.stats, False)
+
+
+# ----------------------------------------------------------------------------- checked at construction
+
+_BAD_OPTIONS = [
+    pytest.param("data_format", "NCHW", ValueError, id="data_format-NCHW"),
+    pytest.param("data_format", None, ValueError, id="data_format-None"),
+    pytest.param("dtype", "int32", TypeError, id="dtype-int32"),
+    pytest.param("dtype", jnp.complex64, TypeError, id="dtype-complex64"),
+    pytest.param("dtype", "no_such_dtype", TypeError, id="dtype-unknown"),
+    pytest.param("param_dtype", None, TypeError, id="param_dtype-None"),
+    pytest.param("param_dtype", jnp.int8, TypeError, id="param_dtype-int8"),
+]
+
+
+def _spec_message(option: str, value) -> str:
+    """The spec's "expected ... Received" message for a bad ``option``."""
+    if option == "data_format":
+        with pytest.raises(ValueError) as err:
+            check_data_format(value)
+        return str(err.value)
+    expected = "a floating dtype or None" if option == "dtype" else "a floating dtype"
+    return f"`{option}` must be {expected}. Received: {option}={value!r}"
+
+
+@pytest.mark.parametrize(("option", "value", "error"), _BAD_OPTIONS)
+def test_data_format_and_dtypes_are_checked_when_the_module_is_built(option, value, error) -> None:
+    """Every constructor refuses them at once (no init, no call), with the spec's message."""
+    cfg = CBAMConfig(channels=8)
+    builds = {
+        "linen.create": lambda: fl.CBAM.create(8, **{option: value}),
+        "linen.__init__": lambda: fl.CBAM(config=cfg, **{option: value}),
+        "linen.from_config": lambda: fl.from_config(cfg.to_dict(), **{option: value}),
+        "linen.clone": lambda: fl.CBAM(config=cfg).clone(**{option: value}),
+        "nnx.__init__": lambda: fn.CBAM(8, rngs=nnx.Rngs(0), **{option: value}),
+        "nnx.from_config": lambda: fn.from_config(cfg.to_dict(), rngs=nnx.Rngs(0), **{option: value}),
+        "nnx.SqueezeExcite": lambda: fn.SqueezeExcite(8, rngs=nnx.Rngs(0), **{option: value}),
+        "linen.ECA": lambda: fl.ECA.create(8, **{option: value}),
+    }
+    want = _spec_message(option, value)
+    for name, build in builds.items():
+        with pytest.raises(error) as err:
+            build()
+        assert str(err.value) == want, name
+    # non-vacuity: the same constructors with valid options build
+    assert fl.CBAM.create(8, data_format="channels_first", dtype="bfloat16").dtype == "bfloat16"
+    assert fn.CBAM(8, data_format="channels_first", dtype=jnp.float16, rngs=nnx.Rngs(0)).data_format == "channels_first"
+
+
+def test_from_config_accepts_a_config_or_its_dict_and_refuses_anything_else() -> None:
+    cfg = CBAMConfig(channels=8, pool_types=("avg", "lse"))
+    assert fl.from_config(cfg.to_dict()).config == cfg
+    assert nnx.eval_shape(lambda: fn.from_config(cfg.to_dict(), rngs=nnx.Rngs(0))).config == cfg
+    spec = "`cfg` must be an SEConfig, CBAMConfig or ECAConfig, or a dict from its to_dict()"
+    for bad in ("cbam", None, 5, [("module", "cbam")], CBAMConfig):
+        with pytest.raises(TypeError, match=re.escape(spec)):
+            fl.from_config(bad)
+        with pytest.raises(TypeError, match=re.escape(spec)):
+            fn.from_config(bad, rngs=nnx.Rngs(0))
+    # the dict is checked by the spec like any config
+    with pytest.raises(ValueError, match="`module` must be one of"):
+        fl.from_config({"channels": 8})
+    with pytest.raises(ValueError, match="unknown keys \\['bogus'\\]"):
+        fn.from_config({**cfg.to_dict(), "bogus": 1}, rngs=nnx.Rngs(0))
+    # options are the module's fields (linen) or constructor options (nnx), never knobs
+    with pytest.raises(TypeError, match=r"its options are the module's fields: data_format, dtype, param_dtype, "):
+        fl.from_config(cfg, rd_ratio=0.5)
+    with pytest.raises(TypeError, match=r"Received: channels=4"):
+        fn.from_config(cfg, rngs=nnx.Rngs(0), channels=4)
+    with pytest.raises(TypeError, match=r"its options are the constructor's: .*Received: preset='timm'"):
+        fn.from_config(cfg, rngs=nnx.Rngs(0), preset="timm")
+    assert fl.from_config(cfg, name="attn", axis_name="batch").axis_name == "batch"

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
@@ -25,6 +26,23 @@ _CLASSES: dict[str, type[Attention]] = {"se": SqueezeExcite, "cbam": CBAM, "eca"
 
 
 def from_config(cfg: Config | Mapping[str, Any], **options: Any) -> Attention:
-    """The Linen module for a spec config or its ``to_dict()``; ``options`` are module fields (``data_format``, ``dtype``, ...)."""
+    """The Linen module for a spec config or its ``to_dict()``; ``options`` are module fields (``data_format``, ``dtype``, ...).
+
+    Anything else (a non-config ``cfg``, a knob or an unknown name among ``options``) is a
+    ``TypeError`` saying what was expected.
+
+    >>> from_config({"module": "se", "channels": 8}, rd_ratio=0.5)
+    Traceback (most recent call last):
+    ...
+    TypeError: from_config takes the knobs from `cfg`; its options are the module's fields: data_format, dtype, param_dtype, name. Received: rd_ratio=0.5
+    """
     cfg = as_config(cfg)
-    return _CLASSES[cfg.module](config=cfg, **options)
+    cls = _CLASSES[cfg.module]
+    fields = [f.name for f in dataclasses.fields(cls) if f.init and f.name not in ("config", "parent")]
+    for k, v in options.items():
+        if k not in fields and k != "parent":  # Flax's own field, not listed
+            raise TypeError(
+                f"from_config takes the knobs from `cfg`; its options are the module's fields: {', '.join(fields)}. "
+                f"Received: {k}={v!r}"
+            )
+    return cls(config=cfg, **options)

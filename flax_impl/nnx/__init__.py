@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Mapping
 from typing import Any
 
@@ -28,7 +29,27 @@ _CLASSES: dict[str, type[Attention]] = {"se": SqueezeExcite, "cbam": CBAM, "eca"
 
 
 def from_config(cfg: Config | Mapping[str, Any], *, rngs: nnx.Rngs, **options: Any) -> Attention:
-    """The NNX module for a spec config or its ``to_dict()``; ``options`` are constructor options (``data_format``, ``dtype``, ...)."""
+    """The NNX module for a spec config or its ``to_dict()``; ``options`` are constructor options (``data_format``, ``dtype``, ...).
+
+    Anything else (a non-config ``cfg``, a knob, ``preset`` or an unknown name among
+    ``options``) is a ``TypeError`` saying what was expected.
+
+    >>> from_config({"module": "se", "channels": 8}, rngs=nnx.Rngs(0), preset="timm")
+    Traceback (most recent call last):
+    ...
+    TypeError: from_config takes the knobs from `cfg`; its options are the constructor's: data_format, dtype, param_dtype. Received: preset='timm'
+    """
     cfg = as_config(cfg)
+    cls = _CLASSES[cfg.module]
+    params = inspect.signature(cls).parameters.values()
+    allowed = [
+        p.name for p in params if p.kind == p.KEYWORD_ONLY and p.name not in {"preset", "rngs", *knob_names(cfg.module)}
+    ]
+    for k, v in options.items():
+        if k not in allowed:
+            raise TypeError(
+                f"from_config takes the knobs from `cfg`; its options are the constructor's: {', '.join(allowed)}. "
+                f"Received: {k}={v!r}"
+            )
     knobs = {k: getattr(cfg, k) for k in knob_names(cfg.module)}
-    return _CLASSES[cfg.module](cfg.channels, rngs=rngs, **knobs, **options)
+    return cls(cfg.channels, rngs=rngs, **knobs, **options)
