@@ -63,10 +63,11 @@ def _walk(module: Any) -> tuple[list[tuple[Slot, Any, dict[str, Any]]], list[str
         raise TypeError(f"`module` must be an NNX module. Received: {type(module).__name__}")
     found: list[tuple[Slot, Any, dict[str, Any]]] = []
     covered: set[int] = set()
-    inside: list[tuple[Any, ...]] = []
     unknown: list[str] = []
-    for path, m in nnx.iter_modules(module):
-        if any(path[: len(p)] == p for p in inside):
+    modules = list(nnx.iter_modules(module))
+    blocks = [tuple(path) for path, m in modules if isinstance(m, Attention)]
+    for path, m in modules:
+        if any(len(path) > len(p) and tuple(path[: len(p)]) == p for p in blocks):
             continue  # a node of an attention block
         where = ".".join(map(str, path))
         if isinstance(m, Attention):
@@ -75,7 +76,6 @@ def _walk(module: Any) -> tuple[list[tuple[Slot, Any, dict[str, Any]]], list[str
             shapes = {n: (tuple(v.get_value().shape), v.get_value().dtype) for n, v in by_name.items()}
             found.append((Slot(where, "attention", shapes, m.config), m, by_name))
             covered.update(id(v) for v in by_name.values())
-            inside.append(tuple(path))
             continue
         kind = next((k for cls, k in _KINDS if isinstance(m, cls)), None)
         if kind == "conv2d" and len(m.kernel.get_value().shape) != 4:
