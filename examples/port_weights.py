@@ -143,11 +143,12 @@ def port(
     *,
     steps: int = 3,
     seed: int = 0,
+    batch: int = 8,
     image_size: int = 64,
     frameworks: Sequence[str] = tuple(PORTERS),
 ) -> Result:
     """Train one PyTorch model, port it to every installed framework of ``frameworks``, compare the logits."""
-    model = train_torch(depth, attn, num_classes, steps=steps, seed=seed, image_size=image_size)
+    model = train_torch(depth, attn, num_classes, steps=steps, seed=seed, batch=batch, image_size=image_size)
     x = np.random.default_rng(seed + 1).normal(size=(2, 3, image_size, image_size)).astype(np.float32)
     with torch.no_grad():
         reference = model(torch.from_numpy(x)).numpy()

@@ -39,13 +39,21 @@ from reference_numpy.porting import ATTNSPEC, PortError, dialects  # noqa: E402
 
 pytestmark = [pytest.mark.torch, pytest.mark.keras, pytest.mark.flax]
 
-SMALL = dict(num_classes=5, steps=2, image_size=32)
+SMALL = dict(num_classes=5, steps=1, batch=4, image_size=32)
 BAR = port_weights.MAX_RELATIVE_DIFFERENCE
 
 
 @functools.cache
 def _resnet(depth: int, attn: str | None) -> port_weights.Result:
-    return port_weights.port(depth, attn, SMALL["num_classes"], steps=SMALL["steps"], image_size=SMALL["image_size"])
+    return port_weights.port(depth, attn, **SMALL)
+
+
+@functools.cache
+def _keras_cbam() -> Any:
+    """One built Keras ResNet-18 with CBAM, shared by the tests that load into it (each checks only its own load)."""
+    model = keras_resnet(18, "cbam", SMALL["num_classes"])
+    model(np.zeros((1, SMALL["image_size"], SMALL["image_size"], 3), np.float32))
+    return model
 
 
 RESNETS = [pytest.param(18, a, id=f"resnet18-{a}") for a in (None, "se", "eca", "ceca", "cbam")]
@@ -64,7 +72,8 @@ def test_a_trained_resnet_ports_within_the_bar_and_back_bit_for_bit(
 
 @functools.cache
 def _trained_cbam() -> tuple[Any, np.ndarray, np.ndarray]:
-    model = port_weights.train_torch(18, "cbam", 5, steps=2, image_size=32)
+    """A trained PyTorch ResNet-18 with CBAM, an NCHW input, and its float32 logits."""
+    model = port_weights.train_torch(18, "cbam", **SMALL)
     x = np.random.default_rng(3).normal(size=(2, 3, 32, 32)).astype(np.float32)
     with torch.no_grad():
         return model, x, model(torch.from_numpy(x)).numpy()
@@ -76,8 +85,7 @@ def test_a_kernel_ported_the_wrong_way_round_breaks_the_bar() -> None:
     sd = dict(model.state_dict())
     key = "layer1.0.se.spatial.conv.conv.weight"
     sd[key] = sd[key].flip(1)
-    keras_model = keras_resnet(18, "cbam", 5)
-    keras_model(x[:1].transpose(0, 2, 3, 1))
+    keras_model = _keras_cbam()
     tf_impl.load_torch_state_dict(keras_model, sd)
     logits = np.asarray(keras_model(x.transpose(0, 2, 3, 1), training=False))
     assert port_weights.relative_difference(logits, reference) > BAR
@@ -88,10 +96,9 @@ def _keras_weights(model: Any) -> list[np.ndarray]:
 
 
 def test_keras_refused_port_changes_nothing_and_names_every_problem() -> None:
-    model, x, _ = _trained_cbam()
+    model = _trained_cbam()[0]
     sd = dict(model.state_dict())
-    keras_model = keras_resnet(18, "cbam", 5)
-    keras_model(x[:1].transpose(0, 2, 3, 1))
+    keras_model = _keras_cbam()
     before = _keras_weights(keras_model)
     bad = dict(sd)
     del bad["layer2.1.bn2.running_var"]
@@ -115,10 +122,9 @@ def test_keras_refused_port_changes_nothing_and_names_every_problem() -> None:
 
 
 def test_keras_strict_false_loads_what_fits_and_reports_the_rest() -> None:
-    model, x, _ = _trained_cbam()
+    model = _trained_cbam()[0]
     sd = {k: v.numpy() for k, v in model.state_dict().items()}  # NumPy arrays, not tensors
-    keras_model = keras_resnet(18, "cbam", 5)
-    keras_model(x[:1].transpose(0, 2, 3, 1))
+    keras_model = _keras_cbam()
     old_fc = np.array(keras_model.fc.kernel.numpy())
     sd["fc.weight"] = np.zeros((5, 7))
     sd["extra.weight"] = np.zeros(2)
