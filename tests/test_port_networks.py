@@ -387,3 +387,37 @@ def test_timm_cbam_into_a_max_mean_config_is_reordered_exactly() -> None:
     w = sd["se.spatial.conv.conv.weight"].numpy()
     assert np.array_equal(tf_impl.to_canonical(layer)["spatial.conv.weight"], w[:, ::-1])
     assert np.array_equal(tf_impl.to_torch_state_dict(model)["se.spatial.conv.conv.weight"], w)
+
+
+def test_linen_checks_blocks_against_the_configs_it_is_given() -> None:
+    """Linen variables carry no config: ``attention_configs`` traces them, and the timm kernel is then reordered."""
+    cfg = CBAMConfig.preset("timm", channels=16, rd_channels=4)
+    torch.manual_seed(2)
+    timm_like = CbamModule(cfg).eval()
+    x = np.random.default_rng(1).normal(size=(2, 16, 6, 5)).astype(np.float32)
+    with torch.no_grad():
+        expected = timm_like(torch.from_numpy(x)).numpy()
+    sd = {f"se.{k}": v for k, v in timm_like.state_dict().items()}
+    target = cfg.replace(spatial_pool_order=("max", "mean"))
+
+    class Holder(nn.Module):
+        @nn.compact
+        def __call__(self, x: jax.Array) -> jax.Array:
+            return linen.CBAM(config=target, name="se")(x)
+
+    xl = x.transpose(0, 2, 3, 1)
+    configs = linen.attention_configs(Holder(), xl)
+    assert configs == {"se": target}
+    variables = Holder().init(jax.random.key(0), xl)
+    ported = linen.load_torch_state_dict(variables, sd, configs=configs)
+    got = np.asarray(Holder().apply(ported, xl)).transpose(0, 3, 1, 2)
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+    assert np.array_equal(
+        linen.to_torch_state_dict(ported, configs=configs)["se.spatial.conv.conv.weight"],
+        sd["se.spatial.conv.conv.weight"].numpy(),
+    )
+    # without configs the kernel is taken in timm's order, which this block does not compute: non-vacuity
+    blind = np.asarray(Holder().apply(linen.load_torch_state_dict(variables, sd), xl)).transpose(0, 3, 1, 2)
+    assert not np.allclose(blind, expected, rtol=1e-5, atol=1e-6)
+    with pytest.raises(PortError, match=r"se \(its variables are not the Flax layout of the config given"):
+        linen.load_torch_state_dict(variables, sd, configs={"se": cfg.replace(rd_channels=8)})

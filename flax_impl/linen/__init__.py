@@ -16,7 +16,7 @@ from reference_numpy import Config, as_config
 from ._base import Attention
 from .cbam import CBAM
 from .eca import ECA
-from .porting import load_torch_state_dict, to_torch_state_dict
+from .porting import attention_configs, load_torch_state_dict, to_torch_state_dict
 from .se import SqueezeExcite
 from .weights import from_canonical, to_canonical
 
@@ -25,6 +25,7 @@ __all__ = [
     "ECA",
     "Attention",
     "SqueezeExcite",
+    "attention_configs",
     "from_canonical",
     "from_config",
     "load_torch_state_dict",
