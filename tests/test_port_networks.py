@@ -421,3 +421,16 @@ def test_linen_checks_blocks_against_the_configs_it_is_given() -> None:
     assert not np.allclose(blind, expected, rtol=1e-5, atol=1e-6)
     with pytest.raises(PortError, match=r"se \(its variables are not the Flax layout of the config given"):
         linen.load_torch_state_dict(variables, sd, configs={"se": cfg.replace(rd_channels=8)})
+
+
+def test_the_export_loads_strictly_into_the_pytorch_model() -> None:
+    """No ``num_batches_tracked`` in the export: PyTorch's ``load_state_dict(strict=True)`` keeps its own count."""
+    from examples.resnet_torch import resnet as torch_resnet
+
+    model, x, reference = _trained_cbam()
+    keras_model = _keras_cbam()
+    tf_impl.load_torch_state_dict(keras_model, model.state_dict())
+    fresh = torch_resnet(18, "cbam", SMALL["num_classes"])
+    fresh.load_state_dict({k: torch.from_numpy(v) for k, v in tf_impl.to_torch_state_dict(keras_model).items()})
+    with torch.no_grad():
+        assert np.array_equal(fresh.eval()(torch.from_numpy(x)).numpy(), reference)
