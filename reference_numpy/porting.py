@@ -32,6 +32,7 @@ reference_numpy.porting.PortError: The PyTorch state dict does not fit the flax 
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, NamedTuple
 
@@ -265,8 +266,8 @@ def _dialect_layout(cfg: Config, dialect: str, inferred: bool = False) -> dict[s
             name: _DialectTensor(
                 p.key,
                 p.shape,
-                lambda a, k=p.kind: from_framework_array(k, a, "torch"),
-                lambda a, k=p.kind: to_framework_array(k, a, "torch"),
+                functools.partial(from_framework_array, p.kind, framework="torch"),
+                functools.partial(to_framework_array, p.kind, framework="torch"),
             )
             for name, p in framework_layout(cfg, "torch").items()
         }
