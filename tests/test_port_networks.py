@@ -368,36 +368,40 @@ def test_every_third_party_layout_is_covered() -> None:
     assert {(m, d) for m in CONFIGS for d in dialects(m)} >= set(THIRD_PARTY)
 
 
-def test_timm_cbam_into_a_max_mean_config_is_reordered_exactly() -> None:
-    """timm stacks (mean, max); a target whose config stacks (max, mean) gets the kernel's channels swapped."""
-    cfg = CBAMConfig.preset("timm", channels=16, rd_channels=4)
-    torch.manual_seed(1)
+def _timm_cbam(cfg: CBAMConfig, seed: int) -> tuple[dict[str, Any], np.ndarray, np.ndarray]:
+    """The timm stand-in's state dict under ``se.``, an NCHW float32 input and its float64 output."""
+    torch.manual_seed(seed)
     timm_like = CbamModule(cfg).eval()
-    x = np.random.default_rng(0).normal(size=(2, 16, 6, 5)).astype(np.float32)
+    x = np.random.default_rng(seed).normal(size=(2, 16, 6, 5)).astype(np.float32)
     with torch.no_grad():
         timm_like.spatial.conv.bn.running_mean.fill_(0.3)
-        expected = timm_like(torch.from_numpy(x)).numpy()
-    sd = {f"se.{k}": v for k, v in timm_like.state_dict().items()}
+        sd = {f"se.{k}": v.clone() for k, v in timm_like.state_dict().items()}
+        expected = timm_like.double()(torch.from_numpy(x).double()).numpy()
+    return sd, x, expected
+
+
+def test_timm_cbam_into_a_max_mean_config_is_reordered_exactly() -> None:
+    """timm stacks (mean, max); a target whose config stacks (max, mean) gets the kernel's channels swapped."""
+    sd, x, expected = _timm_cbam(CBAMConfig.preset("timm", channels=16, rd_channels=4), 1)
     layer = tf_impl.CBAM(16, preset="timm", rd_channels=4, spatial_pool_order=("max", "mean"), name="se")
     model = keras.Sequential([layer])
     model.build((None, 6, 5, 16))
     assert tf_impl.load_torch_state_dict(model, sd).dialects["se"] == ("timm",)
     got = np.asarray(model(x.transpose(0, 2, 3, 1))).transpose(0, 3, 1, 2)
-    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+    comparison = compare("y", got, expected, "float32")
+    assert comparison.ok, comparison.message
     w = sd["se.spatial.conv.conv.weight"].numpy()
     assert np.array_equal(tf_impl.to_canonical(layer)["spatial.conv.weight"], w[:, ::-1])
     assert np.array_equal(tf_impl.to_torch_state_dict(model)["se.spatial.conv.conv.weight"], w)
+    # non-vacuity: the kernel copied as it is (what a porter blind to the pool order would do)
+    tf_impl.load_canonical(layer, {"spatial.conv.weight": w}, strict=False)
+    assert not compare("y", np.asarray(model(x.transpose(0, 2, 3, 1))).transpose(0, 3, 1, 2), expected, "float32").ok
 
 
 def test_linen_checks_blocks_against_the_configs_it_is_given() -> None:
     """Linen variables carry no config: ``attention_configs`` traces them, and the timm kernel is then reordered."""
     cfg = CBAMConfig.preset("timm", channels=16, rd_channels=4)
-    torch.manual_seed(2)
-    timm_like = CbamModule(cfg).eval()
-    x = np.random.default_rng(1).normal(size=(2, 16, 6, 5)).astype(np.float32)
-    with torch.no_grad():
-        expected = timm_like(torch.from_numpy(x)).numpy()
-    sd = {f"se.{k}": v for k, v in timm_like.state_dict().items()}
+    sd, x, expected = _timm_cbam(cfg, 2)
     target = cfg.replace(spatial_pool_order=("max", "mean"))
 
     class Holder(nn.Module):
@@ -411,14 +415,15 @@ def test_linen_checks_blocks_against_the_configs_it_is_given() -> None:
     variables = Holder().init(jax.random.key(0), xl)
     ported = linen.load_torch_state_dict(variables, sd, configs=configs)
     got = np.asarray(Holder().apply(ported, xl)).transpose(0, 3, 1, 2)
-    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+    comparison = compare("y", got, expected, "float32")
+    assert comparison.ok, comparison.message
     assert np.array_equal(
         linen.to_torch_state_dict(ported, configs=configs)["se.spatial.conv.conv.weight"],
         sd["se.spatial.conv.conv.weight"].numpy(),
     )
     # without configs the kernel is taken in timm's order, which this block does not compute: non-vacuity
     blind = np.asarray(Holder().apply(linen.load_torch_state_dict(variables, sd), xl)).transpose(0, 3, 1, 2)
-    assert not np.allclose(blind, expected, rtol=1e-5, atol=1e-6)
+    assert not compare("y", blind, expected, "float32").ok
     with pytest.raises(PortError, match=r"se \(its variables are not the Flax layout of the config given"):
         linen.load_torch_state_dict(variables, sd, configs={"se": cfg.replace(rd_channels=8)})
 
