@@ -56,6 +56,7 @@ __all__ = [
     "layer_kind_of_flax_leaves",
     "plan_import",
     "port_leaf",
+    "settle",
     "torch_shape",
 ]
 
@@ -417,6 +418,17 @@ def plan_import(
     if strict and not report.ok:
         raise PortError(report, target or f"{framework} model")
     return Plan(arrays, blocks, report)
+
+
+def settle(plan: Plan, problems: Iterable[str], *, strict: Any, target: str) -> PortReport:
+    """Add a port's own ``problems`` (variables it could not place) to ``plan``'s report; with ``strict``
+    raise one :class:`PortError` if anything is wrong. Returns the report. ``strict`` must be a bool."""
+    if not isinstance(strict, bool):
+        raise TypeError(f"`strict` must be a bool. Received: strict={strict!r} of type {type(strict).__name__}")
+    plan.report.problems.extend(problems)
+    if strict and not plan.report.ok:
+        raise PortError(plan.report, target)
+    return plan.report
 
 
 def export_torch(

@@ -306,6 +306,8 @@ def test_nnx_refused_port_changes_nothing() -> None:
         attn_nnx.load_torch_state_dict(net, bad)
     assert "missing keys: attn.spatial.conv.weight" in str(info.value)
     assert "head.weight (float32; largest magnitude 1e+39)" in str(info.value)
+    with pytest.raises(TypeError, match=r"`strict` must be a bool\. Received: strict='no'"):
+        attn_nnx.load_torch_state_dict(net, bad, strict="no")  # truthy: never taken for strict=True
     after = nnx.to_pure_dict(nnx.state(net))
     assert jax.tree_util.tree_all(jax.tree_util.tree_map(np.array_equal, before, after))
 

@@ -33,12 +33,12 @@ from reference_numpy import framework_layout
 from reference_numpy.porting import (
     DEFAULT_DIALECT,
     LAYERS,
-    PortError,
     PortReport,
     Slot,
     export_torch,
     plan_import,
     port_leaf,
+    settle,
 )
 
 from ._base import AttentionLayer, load_canonical, to_canonical, to_numpy
@@ -110,16 +110,10 @@ def load_torch_state_dict(model: Any, state_dict: Mapping[str, Any], *, strict: 
     Returns the ``reference_numpy.PortReport``.
     """
     found, unknown = _walk(model)
-    plan = plan_import(
-        [slot for slot, _, _ in found],
-        state_dict,
-        "keras",
-        strict=False,
-        target=f"Keras model {model.name!r}",
-    )
-    plan.report.problems.extend(f"{path} (a weight of a layer the porter does not know)" for path in unknown)
-    if strict and not plan.report.ok:
-        raise PortError(plan.report, f"Keras model {model.name!r}")
+    target = f"Keras model {model.name!r}"
+    plan = plan_import([slot for slot, _, _ in found], state_dict, "keras", strict=False, target=target)
+    problems = [f"{path} (a weight of a layer the porter does not know)" for path in unknown]
+    settle(plan, problems, strict=strict, target=target)
     staged = []
     for slot, layer, leaves in found:
         if slot.path in plan.blocks:

@@ -44,12 +44,12 @@ from reference_numpy.config import check_config
 from reference_numpy.convert import from_framework_array, to_framework_array
 from reference_numpy.porting import (
     DEFAULT_DIALECT,
-    PortError,
     Slot,
     export_torch,
     infer_attention_config,
     layer_kind_of_flax_leaves,
     plan_import,
+    settle,
 )
 
 from ._base import Attention
@@ -203,9 +203,7 @@ def load_torch_state_dict(
     leaves = _leaves(variables)
     found, problems = _walk(leaves, _configs(configs))
     plan = plan_import([slot for slot, _ in found], state_dict, "flax", strict=False, target="Linen variables")
-    plan.report.problems.extend(problems)
-    if strict and not plan.report.ok:
-        raise PortError(plan.report, "Linen variables")
+    settle(plan, problems, strict=strict, target="Linen variables")
     new: dict[Path, Any] = {}
     for slot, where in found:
         for leaf, a in plan.arrays.get(slot.path, {}).items():

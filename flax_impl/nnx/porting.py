@@ -36,12 +36,12 @@ from reference_numpy import framework_layout
 from reference_numpy.porting import (
     DEFAULT_DIALECT,
     LAYERS,
-    PortError,
     PortReport,
     Slot,
     export_torch,
     plan_import,
     port_leaf,
+    settle,
 )
 
 from ._base import Attention
@@ -115,9 +115,8 @@ def load_torch_state_dict(module: Any, state_dict: Mapping[str, Any], *, strict:
     found, unknown = _walk(module)
     target = f"NNX module {type(module).__name__}"
     plan = plan_import([slot for slot, _, _ in found], state_dict, "flax", strict=False, target=target)
-    plan.report.problems.extend(f"{path} (a variable of a module the porter does not know)" for path in unknown)
-    if strict and not plan.report.ok:
-        raise PortError(plan.report, target)
+    problems = [f"{path} (a variable of a module the porter does not know)" for path in unknown]
+    settle(plan, problems, strict=strict, target=target)
     staged = []
     for slot, m, leaves in found:
         if slot.path in plan.blocks:
