@@ -1,81 +1,63 @@
-"""Port a trained PyTorch ResNet to Flax and Keras through the canonical layout, and compare the logits.
+"""Port trained PyTorch ResNets with SE, ECA, CECA and CBAM blocks to Keras and Flax, and compare the logits.
 
-    python -m examples.port_weights [--steps 5] [--seed 0]
+    python -m examples.port_weights [--depths 18 34 50] [--attn se cbam] [--num-classes 10]
+                                    [--image-size 64] [--steps 3] [--seed 0]
 
-1. Train the PyTorch model (:mod:`examples.resnet_torch`) a few SGD steps, so that every batch
-   norm has non-trivial running statistics, then switch it to eval mode.
-2. Export one flat canonical dict: each attention block through ``torch_impl.to_canonical``
-   under its module path (``block2.attn.spatial.conv.weight``), every ordinary tensor under its
-   PyTorch name with its kind (``conv2d``, ``dense``, ``bias``, ``bn_*``; :data:`KINDS`).
-   PyTorch's layout is the canonical one, so ordinary tensors are copied as they are.
-3. Import it: into Flax linen variables (attention blocks through
-   ``flax_impl.linen.from_canonical``, ordinary tensors through
-   ``reference_numpy.convert.to_framework_array`` and ``framework_leaf``), and into the Keras
-   model (``tf_impl.load_canonical`` and the same two functions).
-4. Compare the float32 logits of all three with the float64 PyTorch logits under SPEC.md's
-   float32 tolerance (:func:`conformance.compare`), and print the largest difference from
-   the float32 PyTorch logits.
+For every depth and attention kind (all five, None included, by default):
+
+1. Train the PyTorch model (:mod:`examples.resnet_torch`: timm's ``resnet{depth}`` with
+   ``block_args={"attn_layer": attn}``, its tensor names and layouts) a few SGD steps on random
+   data, so that every batch norm holds trained statistics; switch it to eval mode.
+2. Port its ``state_dict()`` as it is (torch tensors, timm's layouts, ``num_batches_tracked``
+   included) with ``tf_impl.load_torch_state_dict`` into :mod:`examples.resnet_keras` and with
+   ``flax_impl.linen.load_torch_state_dict`` into the variables of :mod:`examples.resnet_flax`.
+3. Compare the float32 eval logits: the largest ``|logit - PyTorch logit|`` over the largest
+   ``|PyTorch logit|`` must be at most :data:`MAX_RELATIVE_DIFFERENCE`; and
+   ``to_torch_state_dict`` must give back every tensor bit for bit under the same keys.
 """
 
 from __future__ import annotations
 
 import argparse
-import copy
 import dataclasses
 import importlib.util
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import nn
 
-import torch_impl
-from conformance import Comparison, compare
-from reference_numpy import Config, flatten, nest, param_layout, to_framework_array
-from reference_numpy.convert import framework_leaf
+from .architecture import ATTNS, DEPTHS
+from .resnet_torch import resnet
 
-from .architecture import CLASSES, IMAGE_SIZE, IN_CHANNELS
-from .resnet_torch import ResNet
+MAX_RELATIVE_DIFFERENCE = 1e-5
+"""Issue #12's bar for float32 eval logits: max |logit - PyTorch logit| / max |PyTorch logit|."""
 
-KINDS: dict[type[nn.Module], dict[str, str]] = {
-    nn.Conv2d: {"weight": "conv2d", "bias": "bias"},
-    nn.Linear: {"weight": "dense", "bias": "bias"},
-    nn.BatchNorm2d: {"weight": "bn_weight", "bias": "bn_bias", "running_mean": "bn_mean", "running_var": "bn_var"},
-}
-"""The canonical kind of each tensor of an ordinary PyTorch layer; the conversion tables are keyed by kind."""
+FRAMEWORKS: Mapping[str, tuple[str, ...]] = {"keras": ("keras", "tensorflow"), "flax": ("jax", "flax")}
 
 
-@dataclasses.dataclass
-class Canonical:
-    """A whole model's weights in the canonical layout.
-
-    ``params``: name -> float64 array; ``kinds``: name -> kind, for every tensor outside an
-    attention block; ``attention``: module path -> spec config of each attention block, whose
-    tensors are ``params[f"{path}.{canonical name}"]``.
-    """
-
-    params: dict[str, np.ndarray]
-    kinds: dict[str, str]
-    attention: dict[str, Config]
-
-    def block(self, path: str) -> dict[str, np.ndarray]:
-        """The canonical params of the attention block at ``path``, under their own names."""
-        return {k[len(path) + 1 :]: v for k, v in self.params.items() if k.startswith(path + ".")}
-
-
-def train_torch(steps: int = 5, seed: int = 0, batch: int = 16) -> ResNet:
-    """The PyTorch ResNet after ``steps`` of SGD on random data (seeded), in eval mode."""
+def train_torch(
+    depth: int,
+    attn: str | None,
+    num_classes: int,
+    *,
+    steps: int = 3,
+    seed: int = 0,
+    batch: int = 8,
+    image_size: int = 64,
+) -> torch.nn.Module:
+    """The PyTorch model after ``steps`` of SGD on random data (seeded), in eval mode."""
     with torch.random.fork_rng():
         torch.manual_seed(seed)
-        model = ResNet()
+        model = resnet(depth, attn, num_classes)
     rng = np.random.default_rng(seed)
-    optimiser = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    optimiser = torch.optim.SGD(model.parameters(), lr=0.02, momentum=0.9)
     model.train()
     for _ in range(steps):
-        x = torch.tensor(rng.normal(size=(batch, IN_CHANNELS, IMAGE_SIZE, IMAGE_SIZE)), dtype=torch.float32)
-        labels = torch.tensor(rng.integers(0, CLASSES, size=batch))
+        x = torch.tensor(rng.normal(size=(batch, 3, image_size, image_size)), dtype=torch.float32)
+        labels = torch.tensor(rng.integers(0, num_classes, size=batch))
         loss = F.cross_entropy(model(x), labels)
         optimiser.zero_grad()
         loss.backward()
@@ -83,155 +65,139 @@ def train_torch(steps: int = 5, seed: int = 0, batch: int = 16) -> ResNet:
     return model.eval()
 
 
-def export_canonical(model: nn.Module) -> Canonical:
-    """Every tensor of ``model`` in the canonical layout (attention blocks by their port, the rest by kind)."""
-    params: dict[str, np.ndarray] = {}
-    kinds: dict[str, str] = {}
-    attention: dict[str, Config] = {}
-    for path, module in model.named_modules():
-        if any(path.startswith(p + ".") for p in attention):
-            continue  # inside an attention block: its port exported it
-        if isinstance(module, torch_impl.AttentionModule):
-            attention[path] = module.config
-            params.update({f"{path}.{k}": v for k, v in torch_impl.to_canonical(module).items()})
-        elif type(module) in KINDS:
-            for leaf, kind in KINDS[type(module)].items():
-                tensor = getattr(module, leaf)
-                if tensor is not None:
-                    params[f"{path}.{leaf}"] = tensor.detach().cpu().double().numpy()
-                    kinds[f"{path}.{leaf}"] = kind
-    held = {k for k in model.state_dict() if not k.endswith("num_batches_tracked")}
-    if held != set(params):  # a layer type KINDS does not know would be lost silently
-        raise ValueError(f"export missed {sorted(held - set(params))} and invented {sorted(set(params) - held)}")
-    return Canonical(params, kinds, attention)
-
-
-def to_flax_variables(weights: Canonical, dtype: Any = np.float32) -> dict[str, Any]:
-    """Linen variables (``params``, ``batch_stats``) for :class:`examples.resnet_flax.ResNet`."""
-    from flax_impl import linen
-
-    flat: dict[str, Any] = {}
-    for path, cfg in weights.attention.items():
-        block = linen.from_canonical(cfg, weights.block(path), param_dtype=dtype)
-        for key, value in flatten(block).items():
-            collection, rest = key.split(".", 1)
-            flat[f"{collection}.{path}.{rest}"] = value
-    for name, kind in weights.kinds.items():
-        path, _ = name.rsplit(".", 1)
-        collection, leaf = framework_leaf(kind, "flax")
-        flat[f"{collection}.{path}.{leaf}"] = to_framework_array(kind, weights.params[name], "flax").astype(dtype)
-    return nest(flat)
-
-
-def load_keras(model: Any, weights: Canonical) -> Any:
-    """Assign ``weights`` to a built :class:`examples.resnet_keras.ResNet`; returns it."""
-    import tf_impl
-
-    def layer(path: str) -> Any:
-        out = model
-        for part in path.split("."):
-            out = getattr(out, part)
-        return out
-
-    for path in weights.attention:
-        tf_impl.load_canonical(layer(path), weights.block(path))
-    for name, kind in weights.kinds.items():
-        path, _ = name.rsplit(".", 1)
-        variable = getattr(layer(path), framework_leaf(kind, "keras")[1])
-        variable.assign(to_framework_array(kind, weights.params[name], "keras").astype(variable.dtype))
-    return model
-
-
-def _torch_logits(model: nn.Module, x: np.ndarray, dtype: torch.dtype) -> np.ndarray:
-    with torch.no_grad():
-        return model.to(dtype)(torch.tensor(x, dtype=dtype)).double().numpy()
-
-
-def flax_logits(weights: Canonical, x_nhwc: np.ndarray) -> np.ndarray:
-    from .resnet_flax import ResNet as FlaxResNet
-
-    return np.asarray(FlaxResNet().apply(to_flax_variables(weights), x_nhwc, training=False), dtype=np.float64)
-
-
-def keras_logits(weights: Canonical, x_nhwc: np.ndarray) -> np.ndarray:
-    from .resnet_keras import ResNet as KerasResNet
-
-    model = KerasResNet()
-    model(x_nhwc[:1])  # build
-    return np.asarray(load_keras(model, weights)(x_nhwc, training=False), dtype=np.float64)
+def relative_difference(logits: np.ndarray, reference: np.ndarray) -> float:
+    """max |logits - reference| / max |reference|."""
+    return float(np.abs(logits.astype(np.float64) - reference).max() / np.abs(reference).max())
 
 
 @dataclasses.dataclass
-class PortResult:
-    """Logits of every framework on the same input, and their comparisons with float64 PyTorch."""
+class Ported:
+    """One framework's port of one model."""
 
-    weights: Canonical
-    x: np.ndarray  # the NCHW float32 input every framework saw
-    reference: np.ndarray
-    logits: dict[str, np.ndarray]
-    comparisons: dict[str, Comparison]
+    logits: np.ndarray
+    seconds: float  # the load_torch_state_dict call alone
+    loaded: int  # tensors loaded
+    round_trip: bool  # to_torch_state_dict gave back every tensor bit for bit, same keys
+
+
+def _same(state_dict: Mapping[str, torch.Tensor], back: Mapping[str, np.ndarray]) -> bool:
+    held = {k: v.numpy() for k, v in state_dict.items() if not k.endswith("num_batches_tracked")}
+    return set(held) == set(back) and all(np.array_equal(held[k], back[k]) for k in held)
+
+
+def port_keras(state_dict: Mapping[str, Any], depth: int, attn: str | None, num_classes: int, x: np.ndarray) -> Ported:
+    import tf_impl
+
+    from .resnet_keras import resnet as keras_resnet
+
+    model = keras_resnet(depth, attn, num_classes)
+    model(x[:1])  # build
+    start = time.perf_counter()
+    report = tf_impl.load_torch_state_dict(model, state_dict)
+    seconds = time.perf_counter() - start
+    logits = np.asarray(model(x, training=False))
+    return Ported(logits, seconds, len(report.loaded), _same(state_dict, tf_impl.to_torch_state_dict(model)))
+
+
+def port_flax(state_dict: Mapping[str, Any], depth: int, attn: str | None, num_classes: int, x: np.ndarray) -> Ported:
+    import jax
+
+    from flax_impl import linen
+
+    from .resnet_flax import resnet as flax_resnet
+
+    model = flax_resnet(depth, attn, num_classes)
+    variables = jax.eval_shape(model.init, jax.random.key(0), x[:1])  # shapes and dtypes only
+    variables = jax.tree_util.tree_map(lambda s: np.zeros(s.shape, s.dtype), variables)
+    start = time.perf_counter()
+    variables = linen.load_torch_state_dict(variables, state_dict)
+    seconds = time.perf_counter() - start
+    logits = np.asarray(model.apply(variables, x, training=False))
+    n = len([k for k in state_dict if not k.endswith("num_batches_tracked")])
+    return Ported(logits, seconds, n, _same(state_dict, linen.to_torch_state_dict(variables)))
+
+
+PORTERS = {"keras": port_keras, "flax": port_flax}
+
+
+@dataclasses.dataclass
+class Result:
+    depth: int
+    attn: str | None
+    reference: np.ndarray  # float32 PyTorch logits
+    ported: dict[str, Ported]
     skipped: dict[str, str]
+
+    def relative(self, framework: str) -> float:
+        return relative_difference(self.ported[framework].logits, self.reference)
 
     @property
     def passed(self) -> bool:
-        return all(c.ok for c in self.comparisons.values())
-
-    def max_difference(self, framework: str) -> float:
-        """Largest |logit difference| from the float32 PyTorch logits."""
-        return float(np.abs(self.logits[framework] - self.logits["torch"]).max())
+        return all(self.relative(fw) <= MAX_RELATIVE_DIFFERENCE and p.round_trip for fw, p in self.ported.items())
 
 
-FRAMEWORKS: Mapping[str, tuple[tuple[str, ...], Any]] = {
-    "flax": (("jax", "flax"), flax_logits),
-    "keras": (("keras", "tensorflow"), keras_logits),
-}
-
-
-def port(steps: int = 5, seed: int = 0, frameworks: Sequence[str] = tuple(FRAMEWORKS)) -> PortResult:
-    """Train, export, import into every installed framework in ``frameworks``, compare the logits."""
-    model = train_torch(steps, seed)
-    weights = export_canonical(model)
-    x = np.random.default_rng(seed + 1).normal(size=(4, IN_CHANNELS, IMAGE_SIZE, IMAGE_SIZE)).astype(np.float32)
-    reference = _torch_logits(copy.deepcopy(model), x, torch.float64)
-    logits = {"torch": _torch_logits(model, x, torch.float32)}
-    skipped = {}
-    for name in frameworks:
-        packages, run = FRAMEWORKS[name]
-        missing = [p for p in packages if importlib.util.find_spec(p) is None]
+def port(
+    depth: int = 18,
+    attn: str | None = "se",
+    num_classes: int = 10,
+    *,
+    steps: int = 3,
+    seed: int = 0,
+    batch: int = 8,
+    image_size: int = 64,
+    frameworks: Sequence[str] = tuple(PORTERS),
+) -> Result:
+    """Train one PyTorch model, port it to every installed framework of ``frameworks``, compare the logits."""
+    model = train_torch(depth, attn, num_classes, steps=steps, seed=seed, batch=batch, image_size=image_size)
+    x = np.random.default_rng(seed + 1).normal(size=(2, 3, image_size, image_size)).astype(np.float32)
+    with torch.no_grad():
+        reference = model(torch.from_numpy(x)).numpy()
+    state_dict = model.state_dict()
+    ported, skipped = {}, {}
+    for fw in frameworks:
+        missing = [p for p in FRAMEWORKS[fw] if importlib.util.find_spec(p) is None]
         if missing:
-            skipped[name] = f"needs {', '.join(missing)}"
+            skipped[fw] = f"needs {', '.join(missing)}"
             continue
-        logits[name] = run(weights, x.transpose(0, 2, 3, 1))
-    comparisons = {fw: compare(f"logits[{fw}]", v, reference, "float32", seed=seed) for fw, v in logits.items()}
-    return PortResult(weights, x, reference, logits, comparisons, skipped)
+        ported[fw] = PORTERS[fw](state_dict, depth, attn, num_classes, np.ascontiguousarray(x.transpose(0, 2, 3, 1)))
+    return Result(depth, attn, reference, ported, skipped)
 
 
-def summary(result: PortResult) -> str:
-    """What was ported and how close each framework's logits are."""
-    w = result.weights
-    spread = max(float(np.abs(v - 1).max()) for k, v in w.params.items() if k.endswith("running_var"))
-    lines = [
-        f"{len(w.params)} canonical tensors; attention blocks: "
-        + ", ".join(
-            f"{path} ({cfg.module.upper()}, {len(param_layout(cfg))} tensors)" for path, cfg in w.attention.items()
-        ),
-        f"batch-norm running variances moved from 1 by up to {spread:.3g} in training",
-    ]
-    for fw, comparison in result.comparisons.items():
-        diff = "" if fw == "torch" else f"max |logit - torch float32 logit| = {result.max_difference(fw):.3g}; "
-        lines.append(f"{fw:>6}: {diff}{comparison.message}")
-    lines += [f"{fw:>6}: skipped ({why})" for fw, why in result.skipped.items()]
-    return "\n".join(lines)
+def row(r: Result) -> str:
+    cells = [f"resnet{r.depth:<3}", f"{r.attn!s:<5}"]
+    for fw, p in r.ported.items():
+        cells.append(
+            f"{fw} {r.relative(fw):.2e} (port {p.seconds:.2f} s, {p.loaded} tensors, "
+            f"round trip {'exact' if p.round_trip else 'DIFFERS'})"
+        )
+    cells += [f"{fw} skipped ({why})" for fw, why in r.skipped.items()]
+    return " | ".join(cells)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m examples.port_weights", description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=5, help="SGD steps before exporting (default: 5)")
+    parser.add_argument("--depths", type=int, nargs="+", default=[18], choices=sorted(DEPTHS))
+    parser.add_argument("--attn", nargs="+", default=[str(a) for a in ATTNS], choices=[str(a) for a in ATTNS])
+    parser.add_argument("--num-classes", type=int, default=10)
+    parser.add_argument("--image-size", type=int, default=64)
+    parser.add_argument("--steps", type=int, default=3, help="SGD steps before porting (default: 3)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    result = port(args.steps, args.seed)
-    print(summary(result))
-    return 0 if result.passed else 1
+    print(f"max |logit - PyTorch logit| / max |PyTorch logit| (float32, eval; bar {MAX_RELATIVE_DIFFERENCE:g})")
+    passed = True
+    for depth in args.depths:
+        for attn in args.attn:
+            r = port(
+                depth,
+                None if attn == "None" else attn,
+                args.num_classes,
+                steps=args.steps,
+                seed=args.seed,
+                image_size=args.image_size,
+            )
+            print(row(r), flush=True)
+            passed &= r.passed
+    return 0 if passed else 1
 
 
 if __name__ == "__main__":

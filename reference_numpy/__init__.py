@@ -55,6 +55,7 @@ from .describe import (
 )
 from .eca import eca_backward, eca_forward
 from .params import KeyMismatchError, canonical_arrays, check_fits, check_params, init_params, real_arrays
+from .porting import PortError, PortReport
 from .se import se_backward, se_forward
 
 SPEC_VERSION = "1.1"
@@ -72,6 +73,8 @@ __all__ = [
     "InitSpec",
     "KeyMismatchError",
     "ParamSpec",
+    "PortError",
+    "PortReport",
     "SEConfig",
     "as_config",
     "backward",

@@ -41,6 +41,17 @@ except ModuleNotFoundError as e:
 from ._base import AttentionLayer, from_config, load_canonical, to_canonical
 from .cbam import CBAM
 from .eca import ECA
+from .porting import load_torch_state_dict, to_torch_state_dict
 from .se import SqueezeExcite
 
-__all__ = ["CBAM", "ECA", "AttentionLayer", "SqueezeExcite", "from_config", "load_canonical", "to_canonical"]
+__all__ = [
+    "CBAM",
+    "ECA",
+    "AttentionLayer",
+    "SqueezeExcite",
+    "from_config",
+    "load_canonical",
+    "load_torch_state_dict",
+    "to_canonical",
+    "to_torch_state_dict",
+]

@@ -17,10 +17,22 @@ from reference_numpy import Config, as_config
 from ._base import Attention
 from .cbam import CBAM
 from .eca import ECA
+from .porting import attention_configs, load_torch_state_dict, to_torch_state_dict
 from .se import SqueezeExcite
 from .weights import from_canonical, to_canonical
 
-__all__ = ["CBAM", "ECA", "Attention", "SqueezeExcite", "from_canonical", "from_config", "to_canonical"]
+__all__ = [
+    "CBAM",
+    "ECA",
+    "Attention",
+    "SqueezeExcite",
+    "attention_configs",
+    "from_canonical",
+    "from_config",
+    "load_torch_state_dict",
+    "to_canonical",
+    "to_torch_state_dict",
+]
 
 _CLASSES: dict[str, type[Attention]] = {"se": SqueezeExcite, "cbam": CBAM, "eca": ECA}
 

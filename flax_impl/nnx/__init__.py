@@ -20,10 +20,21 @@ from reference_numpy import Config, as_config, knob_names
 from ._base import Attention
 from .cbam import CBAM
 from .eca import ECA
+from .porting import load_torch_state_dict, to_torch_state_dict
 from .se import SqueezeExcite
 from .weights import load_canonical, to_canonical
 
-__all__ = ["CBAM", "ECA", "Attention", "SqueezeExcite", "from_config", "load_canonical", "to_canonical"]
+__all__ = [
+    "CBAM",
+    "ECA",
+    "Attention",
+    "SqueezeExcite",
+    "from_config",
+    "load_canonical",
+    "load_torch_state_dict",
+    "to_canonical",
+    "to_torch_state_dict",
+]
 
 _CLASSES: dict[str, type[Attention]] = {"se": SqueezeExcite, "cbam": CBAM, "eca": ECA}
 
