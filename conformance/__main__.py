@@ -4,6 +4,7 @@
     python -m conformance vectors export DIR [--modules ...] [--dtypes ...] [--seed N]
     python -m conformance vectors check [DIR] --framework torch
     python -m conformance verify ...
+    python -m conformance audit TARGET --framework torch [--input-shape N,C,H,W] [--format json]
 
 Exit status: 0 when everything checked passed, 1 on any failure, 2 on a usage error.
 The matrix goes to stdout and the progress bar to stderr, so ``--format json`` pipes cleanly.
@@ -23,7 +24,7 @@ from .adapters import ADAPTERS, get_adapter, is_installed
 from .grid import DATA_FORMATS, MODULES
 from .tolerances import DTYPES
 
-SUBCOMMANDS = ("report", "vectors", "verify")
+SUBCOMMANDS = ("report", "vectors", "verify", "audit")
 ALIASES: dict[str, tuple[str, ...]] = {"flax": ("flax.linen", "flax.nnx")}
 """Names that expand to several frameworks on the command line."""
 
@@ -67,7 +68,7 @@ def _parser() -> argparse.ArgumentParser:
         prog="python -m conformance",
         description="Check SE/CBAM/ECA implementations against attnspec's reference (SPEC.md section 9).",
     )
-    sub = p.add_subparsers(dest="command", metavar="{report,vectors,verify}")
+    sub = p.add_subparsers(dest="command", metavar="{report,vectors,verify,audit}")
 
     r = sub.add_parser("report", help="run the conformance matrix over the installed frameworks (the default)")
     r.add_argument(
@@ -113,6 +114,11 @@ def _parser() -> argparse.ArgumentParser:
 
     sub.add_parser(
         "verify", help="verify an implementation (see `python -m conformance verify --help`)", add_help=False
+    )
+    sub.add_parser(
+        "audit",
+        help="find and verify every block in a network (see `python -m conformance audit --help`)",
+        add_help=False,
     )
     return p
 
@@ -232,7 +238,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     args_list = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args_list
-    if debug and (not args_list or args_list[0] != "verify"):
+    if debug and (not args_list or args_list[0] not in ("verify", "audit")):
         args_list.remove("--debug")
     try:
         return _main(args_list)
@@ -252,6 +258,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _main(args_list: list[str]) -> int:
     if args_list and args_list[0] == "verify":
         return _verify(args_list[1:])
+    if args_list and args_list[0] == "audit":
+        from .audit import main as audit_main
+
+        return int(audit_main(args_list[1:]))
     if not args_list or args_list[0] not in (*SUBCOMMANDS, "-h", "--help"):
         args_list = ["report", *args_list]
     args = _parser().parse_args(args_list)

@@ -1,0 +1,558 @@
+"""Walking a network: its submodules, which of them are SE, CBAM or ECA blocks, and what each receives.
+
+A submodule is a candidate block when its class is named like one (``SEModule``, ``EcaLayer``,
+``SqueezeExcitation``, ``CBAM``: its CamelCase words hold ``SE``, ``ECA`` or ``CBAM``, or
+``Squeeze`` and ``Excit...``) and its weights could be one (no k x k convolution with more than two
+output maps, at most six layers), or when its tensors alone bind to a spec module by their shapes
+(:func:`conformance.verify.binding._structure` with ``auto``: two fully connected layers or 1x1
+convolutions ``C -> h -> C``, optionally CBAM's ``(1, 2, k, k)`` convolution and batch norm, or one
+1-channel 1-D convolution).
+
+The network then runs once on a sample input, in eval mode, with every candidate's call wrapped:
+the wrapper keeps the input the block receives, times the call (:func:`conformance.verify.worker.notify`),
+and turns what would stop the network (the block raises, returns a tuple, the wrong shape, or NaN
+on a finite input) into a failure of that block, returning its input unchanged so that the blocks
+after it still receive an input. A candidate found by its shapes alone is a block only when its
+fully connected layers (or its 1-D convolution) ran on a pooled descriptor, one value per channel
+and sample; a pointwise MLP on the whole feature map has the same weights and is not one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import numpy as np
+
+from ..runner import exception_line
+from ..verify.binding import Structure, Tensor, _structure
+from ..verify.targets import make_backend
+from ..verify.worker import notify
+
+__all__ = ["Candidate", "Capture", "Walker", "class_kind", "walker_for"]
+
+NETWORK_CALL = "the network's forward"
+
+
+def _words(name: str) -> list[str]:
+    return [w.lower() for w in re.findall(r"[A-Z]+(?=[A-Z][a-z]|\d|_|$)|[A-Z]?[a-z]+|[A-Z]+|\d+", name)]
+
+
+def class_kind(name: str) -> str | None:
+    """The module a class name says it is (``se``, ``cbam``, ``eca``), by its words.
+
+    >>> [class_kind(n) for n in ("SEModule", "EcaLayer", "CBAMBlock", "SqueezeExcitation", "Sequential", "SELU")]
+    ['se', 'eca', 'cbam', 'se', None, None]
+    """
+    words = _words(name)
+    for kind in ("cbam", "eca", "se"):
+        if kind in words:
+            return kind
+    if "squeeze" in words and any(w.startswith("excit") for w in words):
+        return "se"
+    return None
+
+
+@dataclasses.dataclass
+class Candidate:
+    """A submodule that may be a block: where it is, what it is, how it was found."""
+
+    path: str
+    module: Any
+    class_name: str
+    by_class: str | None  # the kind its class name says
+    structure: Structure | None  # its tensors bound by shape, when they bind cleanly
+    tensor_ids: frozenset[str]
+    # filled by the capture
+    calls: int = 0
+    input: np.ndarray | None = None
+    input_shape: tuple[int, ...] | None = None
+    failure: str | None = None
+    layer_inputs: dict[str, tuple[int, ...]] = dataclasses.field(default_factory=dict)
+
+    @property
+    def kind(self) -> str | None:
+        if self.structure is not None:
+            return {"mlp": "se", "cbam": "cbam", "eca": "eca"}[self.structure.kind or ""]
+        return self.by_class
+
+    def pooled(self, channels_axis: int) -> bool | None:
+        """Whether its MLP layers (or ECA's convolution) ran on one value per channel and sample:
+        None when they did not run (the block failed before them, or was never called)."""
+        s = self.structure
+        if s is None:
+            return None
+        expected = {}
+        for role in ("fc1.weight", "fc2.weight"):
+            if role in s.bindings:
+                expected[s.bindings[role].name] = s.shape(role)[1]
+        if "conv.weight" in s.bindings and self.input_shape is not None and len(self.input_shape) == 4:
+            expected[s.bindings["conv.weight"].name] = self.input_shape[channels_axis]
+        seen = [(self.layer_inputs[n], size) for n, size in expected.items() if n in self.layer_inputs]
+        if not seen:
+            return None
+        return all(math.prod(shape[1:]) == size for shape, size in seen)
+
+
+@dataclasses.dataclass
+class Capture:
+    """What one run of the network on the sample showed."""
+
+    error: str | None = None  # the network's own forward failed (outside the blocks)
+
+
+class Walker:
+    """One framework's way to walk a network, name its parts and wrap their calls."""
+
+    framework = ""
+    data_format = "channels_first"
+
+    def modules(self, model: Any) -> list[tuple[str, Any]]:
+        raise NotImplementedError
+
+    def tensors(self, module: Any) -> tuple[list[Tensor], list[str]]:
+        backend = make_backend(self.framework, None, {}, instance=module)
+        return backend.tensors(module)  # type: ignore[no-any-return]
+
+    def owners(self, module: Any, names: list[str]) -> dict[str, Any]:
+        """tensor name (as :meth:`tensors` names it) -> the layer holding it."""
+        raise NotImplementedError
+
+    def wrap(self, module: Any, fn: Callable[..., Any]) -> Callable[[], None]:
+        """Make ``module``'s calls go through ``fn(original, *args, **kwargs)``; returns the undo."""
+        raise NotImplementedError
+
+    def first_input_channels(self, model: Any) -> int | None:
+        raise NotImplementedError
+
+    def run(self, model: Any, x: np.ndarray) -> Any:
+        raise NotImplementedError
+
+    def as_array(self, t: Any) -> np.ndarray | None:
+        """A framework tensor as NumPy (None when it is not one)."""
+        try:
+            a = np.asarray(t.detach().cpu() if hasattr(t, "detach") else t)
+        except Exception:
+            return None
+        return a if a.dtype != object else None
+
+    def signature(self, module: Any) -> str:
+        """What makes two blocks the same code with the same configuration: the class, the settings of
+        it and its sublayers, and the tensors' names and shapes (never their values)."""
+        tensors, _ = self.tensors(module)
+        return "|".join(
+            [_qualname(type(module)), self._settings(module), ",".join(f"{t.name}{t.shape}" for t in tensors)]
+        )
+
+    def _settings(self, module: Any) -> str:
+        return _plain_attributes(module)
+
+    def kernel_plausible(self, tensors: list[Tensor]) -> bool:
+        """Could these weights be a block's (no k x k convolution with more than two output maps, <= 6 layers)?"""
+        layers = {t.name.replace("/", ".").rsplit(".", 1)[0] for t in tensors}
+        if len(layers) > 6:
+            return False
+        for t in tensors:
+            if len(t.shape) == 4:
+                out, kh, kw = (
+                    (t.shape[0], t.shape[2], t.shape[3])
+                    if self.framework == "torch"
+                    else (t.shape[3], t.shape[0], t.shape[1])
+                )
+                if (kh, kw) != (1, 1) and out > 2:
+                    return False
+        return True
+
+
+def _qualname(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def _plain(v: Any) -> str | None:
+    if v is None or isinstance(v, (bool, int, float, str)):
+        return repr(v)
+    if isinstance(v, (tuple, list)) and all(_plain(e) is not None for e in v):
+        return repr(tuple(_plain(e) for e in v))
+    if isinstance(v, type):
+        return _qualname(v)
+    if callable(v) and hasattr(v, "__qualname__"):
+        return f"{getattr(v, '__module__', '')}.{v.__qualname__}"
+    return None
+
+
+def _plain_attributes(obj: Any, depth: int = 0) -> str:
+    """The simple settings an object holds (numbers, strings, classes, functions), and those of objects it
+    holds, recursively (a few levels): what a constructor's arguments become."""
+    if depth > 4:
+        return ""
+    items = []
+    for k, v in sorted(getattr(obj, "__dict__", {}).items()):
+        if k.startswith("__") or k in ("training", "_forward_hooks", "_forward_pre_hooks"):
+            continue
+        p = _plain(v)
+        if p is not None:
+            items.append(f"{k}={p}")
+        elif isinstance(v, dict) and k.startswith("_") and not k.startswith(("_parameters", "_buffers")):
+            continue
+        elif hasattr(v, "__dict__") and not isinstance(v, np.ndarray) and not k.startswith("_"):
+            items.append(f"{k}:{type(v).__qualname__}({_plain_attributes(v, depth + 1)})")
+    return ",".join(items)
+
+
+# ----------------------------------------------------------------------------- PyTorch
+
+
+class _TorchWalker(Walker):
+    framework = "torch"
+    data_format = "channels_first"
+
+    def modules(self, model: Any) -> list[tuple[str, Any]]:
+        return list(model.named_modules(remove_duplicate=True))
+
+    def owners(self, module: Any, names: list[str]) -> dict[str, Any]:
+        out = {}
+        for n in names:
+            try:
+                out[n] = module.get_submodule(n.rsplit(".", 1)[0]) if "." in n else module
+            except AttributeError:
+                continue
+        return out
+
+    def wrap(self, module: Any, fn: Callable[..., Any]) -> Callable[[], None]:
+        had = "forward" in module.__dict__
+        old = module.__dict__.get("forward")
+        original = module.forward
+
+        def forward(*args: Any, **kwargs: Any) -> Any:
+            return fn(original, *args, **kwargs)
+
+        module.forward = forward
+
+        def undo() -> None:
+            if had:
+                module.forward = old
+            else:
+                del module.forward
+
+        return undo
+
+    def first_input_channels(self, model: Any) -> int | None:
+        for _, p in model.named_parameters():
+            if p.ndim == 4:
+                return int(p.shape[1])
+        return None
+
+    def run(self, model: Any, x: np.ndarray) -> Any:
+        import torch
+
+        was = model.training
+        model.eval()
+        try:
+            with torch.no_grad():
+                p = next(iter(model.parameters()), None)
+                dtype = p.dtype if p is not None and p.is_floating_point() else torch.float32
+                return model(torch.as_tensor(x, dtype=dtype))
+        finally:
+            model.train(was)
+
+    def _settings(self, module: Any) -> str:
+        return repr(module) + "|" + ";".join(_plain_attributes(m) for m in module.modules())
+
+
+# ----------------------------------------------------------------------------- Keras
+
+
+class _KerasWalker(Walker):
+    framework = "keras"
+    data_format = "channels_last"
+
+    def modules(self, model: Any) -> list[tuple[str, Any]]:
+        out: list[tuple[str, Any]] = []
+        seen: set[int] = set()
+
+        def visit(path: str, layer: Any) -> None:
+            if id(layer) in seen:
+                return
+            seen.add(id(layer))
+            out.append((path, layer))
+            for child in layer._flatten_layers(include_self=False, recursive=False):
+                visit(f"{path}/{child.name}" if path else child.name, child)
+
+        visit("", model)
+        return out
+
+    def owners(self, module: Any, names: list[str]) -> dict[str, Any]:
+        owner: dict[str, Any] = {}
+        for _, layer in self.modules(module):  # outer first: the innermost layer holding a tensor wins
+            for w in layer.weights:
+                owner[w.path] = layer
+        return {n: owner[n] for n in names if n in owner}
+
+    def wrap(self, module: Any, fn: Callable[..., Any]) -> Callable[[], None]:
+        original = module.call
+        had = "call" in module.__dict__
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            return fn(original, *args, **kwargs)
+
+        object.__setattr__(module, "call", call)
+
+        def undo() -> None:
+            if had:
+                object.__setattr__(module, "call", original)
+            else:
+                object.__delattr__(module, "call")
+
+        return undo
+
+    def first_input_channels(self, model: Any) -> int | None:
+        for w in model.weights:
+            if len(w.shape) == 4:
+                return int(w.shape[2])
+        return None
+
+    def run(self, model: Any, x: np.ndarray) -> Any:
+        return model(np.asarray(x, "float32"), training=False)
+
+    def _settings(self, module: Any) -> str:
+        parts = []
+        for _, layer in self.modules(module):
+            try:
+                cfg = {k: v for k, v in layer.get_config().items() if k != "name"}
+            except Exception:
+                cfg = {}
+            parts.append(f"{_qualname(type(layer))}{sorted((k, repr(v)) for k, v in cfg.items())}")
+        return ";".join(parts)
+
+
+# ----------------------------------------------------------------------------- Flax NNX
+
+
+class _NNXWalker(Walker):
+    framework = "flax"
+    data_format = "channels_last"
+
+    def modules(self, model: Any) -> list[tuple[str, Any]]:
+        from flax import nnx
+
+        out = []
+        for path, m in nnx.iter_graph(model):
+            if isinstance(m, nnx.Module):
+                out.append((".".join(map(str, path)), m))
+        out.sort(key=lambda pm: pm[0].count(".") if pm[0] else -1)  # parents before children
+        return out
+
+    def owners(self, module: Any, names: list[str]) -> dict[str, Any]:
+        out = {}
+        for n in names:
+            obj = module
+            try:
+                for part in n.split(".")[:-1]:
+                    obj = obj[int(part)] if part.isdigit() and not hasattr(obj, part) else getattr(obj, part)
+            except (AttributeError, IndexError, KeyError, TypeError):
+                continue
+            out[n] = obj
+        return out
+
+    def wrap(self, module: Any, fn: Callable[..., Any]) -> Callable[[], None]:
+        cls = type(module)
+        original = cls.__call__
+
+        def __call__(self: Any, *args: Any, **kwargs: Any) -> Any:
+            return fn(lambda *a, **k: original(self, *a, **k), *args, **kwargs)
+
+        wrapped = type(cls.__name__, (cls,), {"__call__": __call__, "__module__": cls.__module__})
+        object.__setattr__(module, "__class__", wrapped)
+
+        def undo() -> None:
+            object.__setattr__(module, "__class__", cls)
+
+        return undo
+
+    def first_input_channels(self, model: Any) -> int | None:
+        from flax import nnx
+
+        for _, v in nnx.to_flat_state(nnx.state(model, nnx.Param)):
+            a = np.asarray(v.get_value() if hasattr(v, "get_value") else v)
+            if a.ndim == 4:
+                return int(a.shape[2])
+        return None
+
+    def run(self, model: Any, x: np.ndarray) -> Any:
+        model.eval()
+        return model(np.asarray(x, "float32"))
+
+    def as_array(self, t: Any) -> np.ndarray | None:
+        return super().as_array(t)
+
+    def signature(self, module: Any) -> str:
+        tensors, _ = self.tensors(module)
+        parts = [
+            f"{_qualname(type(m))}({_plain_attributes_nnx(m)})"
+            for _, m in self.modules(module)  # type: ignore[arg-type]
+        ]
+        return "|".join([";".join(parts), ",".join(f"{t.name}{t.shape}" for t in tensors)])
+
+
+def _plain_attributes_nnx(m: Any) -> str:
+    items = []
+    for k, v in sorted(vars(m).items()):
+        if k.startswith("_"):
+            continue
+        p = _plain(v)
+        if p is not None:
+            items.append(f"{k}={p}")
+    return ",".join(items)
+
+
+def walker_for(framework: str, model: Any) -> Walker:
+    """The walker for ``model`` (``framework`` as :func:`conformance.verify` names them)."""
+    if framework == "torch":
+        return _TorchWalker()
+    if framework == "keras":
+        return _KerasWalker()
+    from flax import linen, nnx
+
+    if isinstance(model, nnx.Module):
+        return _NNXWalker()
+    if isinstance(model, linen.Module):
+        raise ValueError(
+            "audit walks PyTorch modules, Keras layers and Flax NNX modules; a Flax linen module's submodules "
+            "exist only while it is bound to variables, which audit cannot walk: verify each linen block "
+            "with conformance.verify(block, variables=...), or convert the network with nnx.bridge"
+        )
+    raise TypeError(f"`model` must be a Flax NNX module. Received: {type(model).__name__}")
+
+
+# ----------------------------------------------------------------------------- finding and capturing
+
+
+def find_candidates(walker: Walker, model: Any) -> list[Candidate]:
+    """Every submodule that may be a block, parents before children."""
+    out = []
+    for path, m in walker.modules(model):
+        try:
+            tensors, ignored = walker.tensors(m)
+        except Exception:
+            continue
+        if not tensors:
+            continue
+        by_class = class_kind(type(m).__name__)
+        if by_class is not None and not walker.kernel_plausible(tensors):
+            by_class = None
+        try:
+            s: Structure | None = _structure(tensors, ignored, walker.framework, "auto", by_class or "se", None)
+        except Exception:
+            s = None
+        if s is not None and (s.kind is None or s.problems or s.channels is None):
+            s = None
+        if by_class is None and s is None:
+            continue
+        ids = frozenset(_tensor_ids(walker, m))
+        out.append(Candidate(path, m, type(m).__name__, by_class, s, ids))
+    return out
+
+
+def _tensor_ids(walker: Walker, m: Any) -> Iterator[str]:
+    if walker.framework == "torch":
+        for t in [*m.parameters(), *m.buffers()]:
+            yield str(id(t))
+    elif walker.framework == "keras":
+        for w in m.weights:
+            yield str(id(w))
+    else:
+        from flax import nnx
+
+        for _, v in nnx.to_flat_state(nnx.state(m)):
+            yield str(id(v))
+
+
+def capture(walker: Walker, model: Any, x: np.ndarray, candidates: list[Candidate], stubs: dict[str, str]) -> Capture:
+    """Run the network once on ``x`` with every candidate's call wrapped (see the module docstring).
+    ``stubs``: paths of blocks that hung before, called as the identity this time."""
+    undo: list[Callable[[], None]] = []
+    c_axis = 1 if walker.data_format == "channels_first" else -1
+
+    def block_call(cand: Candidate) -> Callable[..., Any]:
+        def call(original: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+            cand.calls += 1
+            inp = args[0] if args else next(iter(kwargs.values()), None)
+            first = cand.calls == 1
+            a = walker.as_array(inp)
+            if first and a is not None:
+                cand.input_shape = tuple(a.shape)
+                if a.ndim == 4 and np.issubdtype(a.dtype, np.floating):
+                    cand.input = np.array(a)
+            # only a block's (4-D) call is judged and, when it fails, replaced by the identity; a call on
+            # anything else (a candidate that is not a block, CBAM's channel half) runs as it is
+            judged = a is not None and a.ndim == 4
+            if judged and (cand.path in stubs or cand.failure is not None):
+                return inp
+            notify("begin", (f"{cand.path or 'the model'}'s forward in the network", 0.0))
+            try:
+                out = original(*args, **kwargs)
+            except Exception as e:
+                if not judged:
+                    raise
+                cand.failure = f"in the network, its forward raised {exception_line(e)}"
+                return inp
+            finally:
+                notify("begin", (NETWORK_CALL, 0.0))
+            if not judged:
+                return out
+            if isinstance(out, (tuple, list, dict)):
+                cand.failure = (
+                    f"in the network it returns a {type(out).__name__} instead of one tensor with its input's shape"
+                )
+                return inp
+            y = walker.as_array(out)
+            if a is not None and y is not None:
+                if y.shape != a.shape:
+                    cand.failure = (
+                        f"in the network, on its input of shape {a.shape}, it returns shape {y.shape}: the output "
+                        "must keep the input's shape"
+                    )
+                    return inp
+                if np.issubdtype(y.dtype, np.floating) and not np.all(np.isfinite(y)) and np.all(np.isfinite(a)):
+                    cand.failure = f"in the network it returns NaN or infinity on a finite input of shape {a.shape}"
+                    return inp
+            return out
+
+        return call
+
+    def layer_call(cand: Candidate, name: str) -> Callable[..., Any]:
+        def call(original: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+            inp = args[0] if args else next(iter(kwargs.values()), None)
+            shape = getattr(inp, "shape", None)
+            if shape is not None and name not in cand.layer_inputs:
+                cand.layer_inputs[name] = tuple(int(d) for d in shape)
+            return original(*args, **kwargs)
+
+        return call
+
+    del c_axis
+    try:
+        for cand in candidates:
+            if cand.structure is not None:
+                names = [b.name for b in cand.structure.bindings.values() if b.role in _POOLED_ROLES]
+                for name, layer in walker.owners(cand.module, names).items():
+                    if layer is not cand.module:
+                        undo.append(walker.wrap(layer, layer_call(cand, name)))
+            undo.append(walker.wrap(cand.module, block_call(cand)))
+        notify("begin", (NETWORK_CALL, 0.0))
+        try:
+            walker.run(model, x)
+        except Exception as e:
+            return Capture(error=exception_line(e))
+        finally:
+            notify("end", NETWORK_CALL)
+        return Capture()
+    finally:
+        for u in reversed(undo):
+            u()
+
+
+_POOLED_ROLES = ("fc1.weight", "fc2.weight", "conv.weight")
