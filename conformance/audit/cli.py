@@ -21,7 +21,7 @@ PROG = "python -m conformance audit"
 
 def _shape(text: str) -> tuple[int, ...]:
     try:
-        dims = tuple(int(d) for d in text.replace("x", ",").split(",") if d.strip())
+        dims = tuple(int(d) for d in text.split(","))
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected comma-separated ints like 2,3,64,64, got {text!r}") from None
     if not dims or any(d < 1 for d in dims):

@@ -44,12 +44,15 @@ def _words(name: str) -> list[str]:
 def class_kind(name: str) -> str | None:
     """The module a class name says it is (``se``, ``cbam``, ``eca``), by its words.
 
-    >>> [class_kind(n) for n in ("SEModule", "EcaLayer", "CBAMBlock", "SqueezeExcitation", "Sequential", "SELU")]
-    ['se', 'eca', 'cbam', 'se', None, None]
+    >>> [class_kind(n) for n in ("SEModule", "EcaLayer", "CBAMBlock", "SqueezeExcitation", "SingleFCSE")]
+    ['se', 'eca', 'cbam', 'se', 'se']
+    >>> [class_kind(n) for n in ("Sequential", "SELU", "Base", "Research")]
+    [None, None, None, None]
     """
     words = _words(name)
+    acronyms = [w.lower() for w in re.findall(r"[A-Z]{3,}(?=[A-Z][a-z]|\d|_|$)", name)]
     for kind in ("cbam", "eca", "se"):
-        if kind in words:
+        if kind in words or any(a.endswith(kind) for a in acronyms):  # FCSE, ConvECA
             return kind
     if "squeeze" in words and any(w.startswith("excit") for w in words):
         return "se"

@@ -79,6 +79,17 @@ class ShapeSE(Recalibrate):
         return super().forward(x)[:, :, :-1]
 
 
+class SingleFCSE(nn.Module):
+    """ "Effective SE": one C -> C layer (found by its class name only: one layer is not SE's shape)."""
+
+    def __init__(self, c: int):
+        super().__init__()
+        self.fc = nn.Conv2d(c, c, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * torch.sigmoid(self.fc(x.mean((2, 3), keepdim=True)))
+
+
 class Stage(nn.Module):
     """conv3x3 (c_in -> c_out), BN, ReLU, then the attention block."""
 
@@ -145,7 +156,7 @@ def hanging_net() -> Net:
 
 @_seeded
 def tuple_shape_net() -> Net:
-    return Net([(16, TupleSE(16)), (16, ShapeSE(16)), (16, Recalibrate(16))])
+    return Net([(16, TupleSE(16)), (16, ShapeSE(16)), (16, Recalibrate(16)), (16, SingleFCSE(16))])
 
 
 @_seeded
