@@ -260,3 +260,59 @@ def test_api_argument_mistakes() -> None:
         conformance.audit(NETS + "mixed_net", framework="torch", input_shape=(2, 0, 3))
     with pytest.raises(TypeError, match="`model` must be"):
         conformance.audit(np.zeros(3), framework="torch")
+
+
+# ----------------------------------------------------------------------------- Keras and Flax
+
+
+@pytest.mark.keras
+def test_a_keras_model_walked_by_its_layers() -> None:
+    pytest.importorskip("keras")
+    from tests.third_party_fixtures import audit_keras
+
+    report = conformance.audit(audit_keras.mixed_model(), input_shape=(2, 16, 16, 3))
+    rows = {b.path: b for b in report.blocks}
+    assert list(rows) == ["se1", "reweight_a", "reweight_b", "eca", "raising", "nan"], report.to_text()
+    assert [b.passed for b in report.blocks] == [True, True, True, True, False, False]
+    assert rows["reweight_a"].found_by == "shape" and rows["se1"].found_by == "class and shape"
+    assert rows["reweight_b"].shared_with == "reweight_a"
+    # Keras layers compute in float32 under the default policy: judged at that precision
+    assert all(b.precision == "float32" for b in report.blocks if b.passed)
+    assert equivalent(rows["reweight_a"].config, SEConfig(channels=16, rd_ratio=0.25))
+    assert equivalent(rows["eca"].config, ECAConfig(channels=16))
+    _says(rows["raising"], "in the network, its forward raised RuntimeError: this block always raises")
+    _says(rows["nan"], "in the network it returns NaN or infinity")
+    assert rows["eca"].input_shape == (2, 16, 16, 16)  # channels_last, as the network gives it
+    # layers built on the first call (the convolutions) were built before the walk; the raising block stopped it
+    assert any("builds its layers, raised RuntimeError: this block always raises" in n for n in report.notes)
+
+
+@pytest.mark.flax
+def test_an_nnx_module_walked_by_its_attributes() -> None:
+    pytest.importorskip("flax")
+    from tests.third_party_fixtures import audit_flax
+
+    report = conformance.audit(audit_flax.small_net(), input_shape=(2, 8, 8, 3))
+    rows = {b.path: b for b in report.blocks}
+    assert list(rows) == ["first", "second", "raising", "eca"], report.to_text()
+    assert [b.passed for b in report.blocks] == [True, True, False, True]
+    assert rows["first"].found_by == "shape" and rows["eca"].found_by == "class and shape"
+    assert rows["second"].shared_with == "first"
+    assert equivalent(rows["first"].config, SEConfig(channels=16, rd_ratio=0.25))
+    assert equivalent(rows["eca"].config, ECAConfig(channels=16))
+    _says(rows["raising"], "in the network, its forward raised RuntimeError: this block always raises")
+    assert type(audit_flax.small_net().first).__name__ == "ChannelReweight"  # the wrappers are undone
+
+
+@pytest.mark.flax
+def test_a_linen_network_is_refused_with_the_reason() -> None:
+    pytest.importorskip("flax")
+    from flax import linen
+
+    class Net(linen.Module):
+        @linen.compact
+        def __call__(self, x):
+            return linen.Conv(4, (3, 3))(x)
+
+    with pytest.raises(ValueError, match="linen module's submodules exist only while it is bound"):
+        conformance.audit(Net())

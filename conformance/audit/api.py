@@ -17,7 +17,7 @@ from ..verify.report import VerifyReport
 from ..verify.targets import framework_of, make_backend
 from ..verify.worker import DEFAULT_TIMEOUT, TargetDied, calling, cannot_fork, notify, run_isolated
 from .report import AuditReport, BlockReport
-from .walk import Candidate, Walker, capture, find_candidates, walker_for
+from .walk import Candidate, Walker, capture, find_candidates, one_line, walker_for
 
 __all__ = ["DEFAULT_SPATIAL", "audit"]
 
@@ -233,8 +233,11 @@ def _session(
         _emit(sink, "meta", {"notes": [f"building the network raised {_last_line(e)}"], "order": []})
         return
     walker = walker_for(framework, net)
-    candidates = find_candidates(walker, net)
     x, notes = _sample(walker, net, input_shape, sample, seed)
+    warm = walker.warm_up(net, x)  # layers that make their weights on the first call (Keras) make them now
+    if warm is not None:
+        notes.append(warm)
+    candidates = find_candidates(walker, net)
     cap = capture(walker, net, x, candidates, stubs)
     if cap.error is not None:
         notes.append(
@@ -321,6 +324,7 @@ def _select(walker: Walker, candidates: list[Candidate]) -> tuple[list[Candidate
             else:
                 dropped.add(id(b))  # a part of a bigger block (CBAM's channel gate)
     blocks = [c for c in kept if id(c) not in dropped]
+    blocks.sort(key=lambda c: (c.order is None, c.order or 0))  # the order the network calls them (stable)
     skipped = [(p, r) for p, r in skipped if not any(_is_below(p, b.path, sep) for b in blocks)]
     return blocks, skipped
 
@@ -414,7 +418,7 @@ def _check_block(
         identified=report.identified,
         config=report.config if report.passed and cand.failure is None else None,
         precision=report.precision,
-        diagnosis=[*said, *report.diagnosis],
+        diagnosis=[*said, *(one_line(d) if "\n" in d else d for d in report.diagnosis)],
         verify=report,
     )
 

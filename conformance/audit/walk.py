@@ -20,6 +20,7 @@ and sample; a pointwise MLP on the whole feature map has the same weights and is
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 import re
 from collections.abc import Callable, Iterator
@@ -32,9 +33,29 @@ from ..verify.binding import Structure, Tensor, _structure
 from ..verify.targets import make_backend
 from ..verify.worker import notify
 
-__all__ = ["Candidate", "Capture", "Walker", "class_kind", "walker_for"]
+__all__ = ["Candidate", "Capture", "Walker", "class_kind", "one_line", "walker_for"]
 
 NETWORK_CALL = "the network's forward"
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def one_line(text: str) -> str:
+    """An error message on one line: Keras wraps the cause in "Exception encountered when calling X.call()",
+    blank lines, terminal colours and the arguments; the cause is what matters.
+
+    >>> one_line("RuntimeError: Exception encountered when calling L.call().\\n\\n\\x1b[1mboom\\x1b[0m\\n\\nArguments")
+    'RuntimeError: boom (in L.call())'
+    """
+    lines = [line.strip() for line in _ANSI.sub("", text).splitlines() if line.strip()]
+    if not lines:
+        return text
+    head = lines[0]
+    m = re.search(r"(\w+(?:\.\w+)*): Exception encountered when calling (.+?)\.?$", head)
+    if m and len(lines) > 1:
+        return f"{head[: m.start()]}{m.group(1)}: {lines[1]} (in {m.group(2)})"
+    return head if len(lines) == 1 else "; ".join(lines[:2])
 
 
 def _words(name: str) -> list[str]:
@@ -71,6 +92,7 @@ class Candidate:
     tensor_ids: frozenset[str]
     # filled by the capture
     calls: int = 0
+    order: int | None = None  # when the network first called it, among the candidates
     input: np.ndarray | None = None
     input_shape: tuple[int, ...] | None = None
     failure: str | None = None
@@ -130,6 +152,11 @@ class Walker:
 
     def first_input_channels(self, model: Any) -> int | None:
         raise NotImplementedError
+
+    def warm_up(self, model: Any, x: np.ndarray) -> str | None:
+        """Run a network whose layers make their weights on the first call once, so that they exist before
+        the walk; a sentence when that run failed."""
+        return None
 
     def run(self, model: Any, x: np.ndarray) -> Any:
         raise NotImplementedError
@@ -320,6 +347,26 @@ class _KerasWalker(Walker):
     def run(self, model: Any, x: np.ndarray) -> Any:
         return model(np.asarray(x, "float32"), training=False)
 
+    def warm_up(self, model: Any, x: np.ndarray) -> str | None:
+        if all(layer.built for _, layer in self.modules(model)):
+            return None
+        notify("begin", ("the network's first call (building its layers)", 0.0))
+        try:
+            self.run(model, x)
+        except Exception as e:
+            return (
+                f"the network's first call, which builds its layers, raised {one_line(exception_line(e))}: layers it did "
+                "not reach have no weights, and are found only by their class names"
+            )
+        finally:
+            notify("end", "the network's first call")
+        return None
+
+    def signature(self, module: Any) -> str:
+        # Keras names every variable after its layer's unique name (dense_se_a/dense/kernel): shapes only
+        tensors, _ = self.tensors(module)
+        return "|".join([_qualname(type(module)), self._settings(module), ",".join(str(t.shape) for t in tensors)])
+
     def _settings(self, module: Any) -> str:
         parts = []
         for _, layer in self.modules(module):
@@ -450,7 +497,7 @@ def find_candidates(walker: Walker, model: Any) -> list[Candidate]:
             s: Structure | None = _structure(tensors, ignored, walker.framework, "auto", by_class or "se", None)
         except Exception:
             s = None
-        if s is not None and (s.kind is None or s.problems or s.channels is None):
+        if s is not None and (s.kind is None or s.problems or (s.channels is None and s.kind != "eca")):
             s = None
         if by_class is None and s is None:
             continue
@@ -477,15 +524,17 @@ def capture(walker: Walker, model: Any, x: np.ndarray, candidates: list[Candidat
     """Run the network once on ``x`` with every candidate's call wrapped (see the module docstring).
     ``stubs``: paths of blocks that hung before, called as the identity this time."""
     undo: list[Callable[[], None]] = []
-    c_axis = 1 if walker.data_format == "channels_first" else -1
+    counter = itertools.count()
 
     def block_call(cand: Candidate) -> Callable[..., Any]:
         def call(original: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-            cand.calls += 1
             inp = args[0] if args else next(iter(kwargs.values()), None)
-            first = cand.calls == 1
             a = walker.as_array(inp)
-            if first and a is not None:
+            if a is None:  # a symbolic call (Keras builds layers so) or no tensor: not a call to judge
+                return original(*args, **kwargs)
+            cand.calls += 1
+            if cand.calls == 1:
+                cand.order = next(counter)
                 cand.input_shape = tuple(a.shape)
                 if a.ndim == 4 and np.issubdtype(a.dtype, np.floating):
                     cand.input = np.array(a)
@@ -500,7 +549,7 @@ def capture(walker: Walker, model: Any, x: np.ndarray, candidates: list[Candidat
             except Exception as e:
                 if not judged:
                     raise
-                cand.failure = f"in the network, its forward raised {exception_line(e)}"
+                cand.failure = f"in the network, its forward raised {one_line(exception_line(e))}"
                 return inp
             finally:
                 notify("begin", (NETWORK_CALL, 0.0))
@@ -536,7 +585,6 @@ def capture(walker: Walker, model: Any, x: np.ndarray, candidates: list[Candidat
 
         return call
 
-    del c_axis
     try:
         for cand in candidates:
             if cand.structure is not None:
@@ -549,7 +597,7 @@ def capture(walker: Walker, model: Any, x: np.ndarray, candidates: list[Candidat
         try:
             walker.run(model, x)
         except Exception as e:
-            return Capture(error=exception_line(e))
+            return Capture(error=one_line(exception_line(e)))
         finally:
             notify("end", NETWORK_CALL)
         return Capture()
