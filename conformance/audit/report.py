@@ -42,9 +42,7 @@ class BlockReport:
 
     @property
     def verdict(self) -> str:
-        if not self.passed:
-            return "FAIL"
-        return "PASS" if self.precision != "float32" else "PASS (float32)"
+        return "PASS" if self.passed else "FAIL"
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -110,13 +108,14 @@ class AuditReport:
                 b.path or "<the model>",
                 b.class_name,
                 _NAMES.get(b.module or "", "?"),
+                b.precision or "-",
                 b.identified or "nothing",
             )
             for b in self.blocks
         ]
         if rows:
-            header = ("verdict", "path", "class", "kind", "identified")
-            widths = [max(len(r[i]) for r in [header, *rows]) for i in range(4)]
+            header = ("verdict", "path", "class", "kind", "precision", "identified")
+            widths = [max(len(r[i]) for r in [header, *rows]) for i in range(5)]
             lines.append("  ".join(h.ljust(w) for h, w in zip(header, [*widths, 0], strict=False)).rstrip())
             for b, r in zip(self.blocks, rows, strict=True):
                 lines.append("  ".join(v.ljust(w) for v, w in zip(r, [*widths, 0], strict=False)).rstrip())
