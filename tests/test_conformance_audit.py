@@ -118,6 +118,26 @@ def test_broken_blocks_are_failed_rows_with_reasons(mixed) -> None:
 
 
 @pytest.mark.torch
+def test_the_blocks_of_issue_10_inside_a_network(nets) -> None:
+    """Each block of ``torch_wild`` gets, inside a network, the verdict verify gives it alone."""
+    report = conformance.audit(nets.wild_net(), input_shape=(2, 3, 12, 12))
+    rows = {b.class_name: b for b in report.blocks}
+    assert [b.path for b in report.blocks] == [f"features.{i}.attn" for i in range(11)] + ["features.11.attn.0"]
+    passing = {"SqueezeExcitationTV", "ActLayerSE", "UnfamiliarSE", "UnfamiliarCBAM", "UnfamiliarECA", "Recalibrate"}
+    assert {n for n, b in rows.items() if b.passed} == passing, report.to_text()
+    assert equivalent(rows["ActLayerSE"].config, SEConfig(channels=32, rd_ratio=0.25, act="silu"))
+    assert rows["UnfamiliarCBAM"].module == "cbam" and rows["UnfamiliarECA"].module == "eca"
+    _says(rows["ResidualCBAM"], "a residual connection inside the block")
+    _says(rows["UngatedSpatialCBAM"], "its spatial attention map has no gate")
+    _says(rows["ZeroWidthSE"], "its MLP has width 0")
+    _says(rows["BlendPoolSE"], "a blend of pools")
+    _says(rows["BatchNormSE"], "a normalisation inside its MLP")
+    _says(rows["GroupedConvECA"], "a grouped, per-channel 1-D convolution")
+    # CBAM's channel half is part of the CBAM, never a block of its own, and never changed during the capture
+    assert not any(".channel" in b.path for b in report.blocks) and not report.notes[1:]
+
+
+@pytest.mark.torch
 def test_a_hanging_block_is_stopped_by_the_time_limit(nets) -> None:
     report = conformance.audit(nets.hanging_net(), input_shape=SMALL, timeout=6)
     rows = {b.path: b for b in report.blocks}

@@ -321,6 +321,8 @@ def _select(walker: Walker, candidates: list[Candidate]) -> tuple[list[Candidate
                 continue
             if a.structure is None or a.tensor_ids == b.tensor_ids:
                 dropped.add(id(a))  # a container named like a block, or a wrapper: the inner one is the block
+                if a.tensor_ids == b.tensor_ids and b.failure is None:
+                    b.failure = a.failure  # the wrapper's call was the one judged
             else:
                 dropped.add(id(b))  # a part of a bigger block (CBAM's channel gate)
     blocks = [c for c in kept if id(c) not in dropped]

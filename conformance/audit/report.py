@@ -99,7 +99,7 @@ class AuditReport:
         head = "PASS" if self.passed else "FAIL"
         shape = f", input {self.input_shape}" if self.input_shape else ""
         lines = [
-            f"{head}: {self.target} ({self.framework}{shape}): {len(self.blocks)} blocks found, {n_ok} conform, "
+            f"{head}: {self.target} ({self.framework}{shape}): {_count(len(self.blocks), 'block')} found, {n_ok} conform, "
             f"{len(self.blocks) - n_ok} do not ({self.seconds:.1f} s)"
         ]
         rows = [
@@ -128,3 +128,7 @@ class AuditReport:
 
     def __str__(self) -> str:
         return self.to_text()
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"

@@ -110,16 +110,17 @@ class Candidate:
         s = self.structure
         if s is None:
             return None
-        expected = {}
+        expected: dict[str, tuple[int, int]] = {}  # layer -> (fewest, most) values per sample it may see
         for role in ("fc1.weight", "fc2.weight"):
             if role in s.bindings:
-                expected[s.bindings[role].name] = s.shape(role)[1]
+                expected[s.bindings[role].name] = (s.shape(role)[1], s.shape(role)[1])
         if "conv.weight" in s.bindings and self.input_shape is not None and len(self.input_shape) == 4:
-            expected[s.bindings["conv.weight"].name] = self.input_shape[channels_axis]
+            c, k = self.input_shape[channels_axis], s.shape("conv.weight")[0]
+            expected[s.bindings["conv.weight"].name] = (c, c + k - 1)  # padded by hand (circular ECA) or not
         seen = [(self.layer_inputs[n], size) for n, size in expected.items() if n in self.layer_inputs]
         if not seen:
             return None
-        return all(math.prod(shape[1:]) == size for shape, size in seen)
+        return all(lo <= math.prod(shape[1:]) <= hi for shape, (lo, hi) in seen)
 
 
 @dataclasses.dataclass
@@ -525,6 +526,7 @@ def capture(walker: Walker, model: Any, x: np.ndarray, candidates: list[Candidat
     ``stubs``: paths of blocks that hung before, called as the identity this time."""
     undo: list[Callable[[], None]] = []
     counter = itertools.count()
+    active: list[str] = []  # the candidates whose call is running
 
     def block_call(cand: Candidate) -> Callable[..., Any]:
         def call(original: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
@@ -538,23 +540,27 @@ def capture(walker: Walker, model: Any, x: np.ndarray, candidates: list[Candidat
                 cand.input_shape = tuple(a.shape)
                 if a.ndim == 4 and np.issubdtype(a.dtype, np.floating):
                     cand.input = np.array(a)
-            # only a block's (4-D) call is judged and, when it fails, replaced by the identity; a call on
-            # anything else (a candidate that is not a block, CBAM's channel half) runs as it is
-            judged = a is not None and a.ndim == 4
+            # only an outermost candidate's 4-D call is judged and, when it fails, replaced by the identity; a
+            # call inside another candidate (CBAM's channel half) or on anything else runs as it is
+            judged = a.ndim == 4 and not active
             if judged and (cand.path in stubs or cand.failure is not None):
                 return inp
+            if not judged:
+                active.append(cand.path)
+                try:
+                    return original(*args, **kwargs)
+                finally:
+                    active.pop()
             notify("begin", (f"{cand.path or 'the model'}'s forward in the network", 0.0))
+            active.append(cand.path)
             try:
                 out = original(*args, **kwargs)
             except Exception as e:
-                if not judged:
-                    raise
                 cand.failure = f"in the network, its forward raised {one_line(exception_line(e))}"
                 return inp
             finally:
+                active.pop()
                 notify("begin", (NETWORK_CALL, 0.0))
-            if not judged:
-                return out
             if isinstance(out, (tuple, list, dict)):
                 cand.failure = (
                     f"in the network it returns a {type(out).__name__} instead of one tensor with its input's shape"

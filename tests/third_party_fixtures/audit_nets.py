@@ -145,6 +145,29 @@ def mixed_net() -> Net:
 
 
 @_seeded
+def wild_net() -> Net:
+    """The blocks of issue #10's "Why" (tests/third_party_fixtures/torch_wild.py) inside one network."""
+    from tests.third_party_fixtures import torch_wild as w
+
+    return Net(
+        [
+            (16, w.SqueezeExcitationTV(16, 4)),
+            (32, w.ActLayerSE(32, act_layer=nn.SiLU)),
+            (32, w.UnfamiliarSE(32, r=4)),
+            (32, w.UnfamiliarCBAM(32, reduction_ratio=4)),
+            (32, w.ResidualCBAM(32, reduction_ratio=4)),
+            (32, w.UngatedSpatialCBAM(32)),
+            (32, w.UnfamiliarECA(32)),
+            (8, w.ZeroWidthSE(8)),
+            (16, w.BlendPoolSE(16)),
+            (16, w.BatchNormSE(16)),
+            (16, w.GroupedConvECA(16)),
+            (16, nn.Sequential(Recalibrate(16))),  # a wrapper: the block is inside it
+        ]
+    )
+
+
+@_seeded
 def conforming_net() -> Net:
     return Net([(16, Recalibrate(16)), (16, Recalibrate(16)), (32, torch_impl.ECA(32))])
 
