@@ -325,14 +325,20 @@ def test_an_nnx_module_walked_by_its_attributes() -> None:
 
 
 @pytest.mark.flax
-def test_a_linen_network_is_refused_with_the_reason() -> None:
+def test_a_linen_network_with_its_variables() -> None:
+    """Linen submodules made inside ``@compact`` calls exist only while the network runs: found as they are called."""
     pytest.importorskip("flax")
-    from flax import linen
+    from tests.third_party_fixtures import audit_linen
 
-    class Net(linen.Module):
-        @linen.compact
-        def __call__(self, x):
-            return linen.Conv(4, (3, 3))(x)
-
-    with pytest.raises(ValueError, match="linen module's submodules exist only while it is bound"):
-        conformance.audit(Net())
+    net, variables = audit_linen.linen_net()
+    report = conformance.audit(net, variables=variables, input_shape=(2, 8, 8, 3))
+    rows = {b.path: b for b in report.blocks}
+    assert list(rows) == ["first", "second", "eca", "raising"], report.to_text()
+    assert [b.passed for b in report.blocks] == [True, True, True, False]
+    assert rows["first"].found_by == "shape" and rows["second"].shared_with == "first"
+    assert equivalent(rows["first"].config, SEConfig(channels=16, rd_ratio=0.25))
+    assert equivalent(rows["eca"].config, ECAConfig(channels=16))
+    assert rows["eca"].input_shape == (2, 8, 8, 16)
+    _says(rows["raising"], "in the network, its forward raised RuntimeError: this block always raises")
+    with pytest.raises(ValueError, match="pass its variables"):
+        conformance.audit(net)

@@ -4,12 +4,14 @@
         [--format text|json] [--timeout S] [--seed N]
 
 ``TARGET`` is ``package.module:factory`` (a function or class building the network, or a
-network instance held by the module). :func:`audit` takes the network itself too.
+network instance held by the module; for a Flax linen network, a function returning
+``(module, variables)``). :func:`audit` takes the network itself too.
 
 What it does, in order (:mod:`.walk`, then :mod:`.api`):
 
-1. walks the network's submodules (PyTorch ``named_modules``, Keras sublayers, NNX attributes)
-   and keeps those whose class is named like a block or whose weights have a block's shapes;
+1. walks the network's submodules (PyTorch ``named_modules``, Keras sublayers, NNX attributes;
+   linen submodules as the network calls them) and keeps those whose class is named like a
+   block or whose weights have a block's shapes;
 2. runs the network once, in eval mode, on a sample input, keeping the input each candidate
    receives; a block that raises, returns a tuple, the wrong shape or NaN there is a failed
    block (called as the identity for the rest of that run), one that hangs is stopped after

@@ -17,7 +17,7 @@ from ..verify.report import VerifyReport
 from ..verify.targets import framework_of, make_backend
 from ..verify.worker import DEFAULT_TIMEOUT, TargetDied, calling, cannot_fork, notify, run_isolated
 from .report import AuditReport, BlockReport
-from .walk import Candidate, Walker, capture, find_candidates, one_line, walker_for
+from .walk import Candidate, Walker, _LinenWalker, capture, find_candidates, linen_capture, one_line, walker_for
 
 __all__ = ["DEFAULT_SPATIAL", "audit"]
 
@@ -33,6 +33,7 @@ def audit(
     framework: str | None = None,
     input_shape: tuple[int, ...] | None = None,
     sample: Any = None,
+    variables: Any = None,
     seed: int = 0,
     timeout: float = DEFAULT_TIMEOUT,
     isolate: bool = True,
@@ -40,7 +41,8 @@ def audit(
     """Find every SE, CBAM and ECA block in the network ``model`` and verify each where it sits.
 
     ``model``: a network instance (a PyTorch ``nn.Module``, a Keras model or layer, a Flax NNX
-    module), a function building one, or ``"package.module:factory"``. ``framework``: ``torch``,
+    module, or a Flax linen module with its ``variables``), a function building one (a linen one returns
+    ``(module, variables)``), or ``"package.module:factory"``. ``framework``: ``torch``,
     ``keras`` or ``flax`` (told by an instance's class when None). A block is found by its class
     name or by its weights' shapes (see :mod:`conformance.audit.walk`); the network runs once, in
     eval mode, on ``sample`` (an input it takes, in its data format) or on a standard normal input
@@ -82,7 +84,16 @@ def audit(
             raise ValueError(f"`sample` must be a floating array. Received: dtype {sample.dtype}")
     name = model if isinstance(model, str) else _label(model)
     if instance_fw == "flax":
-        walker_for("flax", model)  # linen is refused here, as a usage mistake
+        from flax import linen
+
+        if isinstance(model, linen.Module):
+            if variables is None:
+                raise ValueError(
+                    "A Flax linen network holds no weights: pass its variables with it (variables={'params': ...})"
+                )
+            model = (model, variables)
+    elif variables is not None:
+        raise ValueError("`variables` is for a Flax linen network only")
 
     rows: dict[str, BlockReport] = {}
     meta: dict[str, Any] = {}
@@ -167,14 +178,18 @@ def _emit(sink: Callable[[Any], None] | None, kind: str, payload: Any) -> None:
         sink((kind, payload))
 
 
+def _is_linen_pair(obj: Any) -> bool:
+    return isinstance(obj, tuple) and len(obj) == 2 and framework_of(obj[0]) == "flax"
+
+
 def _materialise(model: Any, framework: str) -> Any:
     if isinstance(model, str):
         model = load_target(model)
-    if framework_of(model) is not None:
+    if framework_of(model) is not None or _is_linen_pair(model):
         return model
     with calling("building the network", at_least=DEFAULT_TIMEOUT):
         built = model()
-    if framework_of(built) is None:
+    if framework_of(built) is None and not _is_linen_pair(built):
         raise TypeError(f"the factory returned a {type(built).__name__}, not a {framework} module")
     return built
 
@@ -232,13 +247,16 @@ def _session(
     except Exception as e:
         _emit(sink, "meta", {"notes": [f"building the network raised {_last_line(e)}"], "order": []})
         return
-    walker = walker_for(framework, net)
+    walker = walker_for(framework, net[0] if _is_linen_pair(net) else net)
     x, notes = _sample(walker, net, input_shape, sample, seed)
-    warm = walker.warm_up(net, x)  # layers that make their weights on the first call (Keras) make them now
-    if warm is not None:
-        notes.append(warm)
-    candidates = find_candidates(walker, net)
-    cap = capture(walker, net, x, candidates, stubs)
+    if isinstance(walker, _LinenWalker):  # its submodules exist only while it runs: found as they are called
+        candidates, cap = linen_capture(walker, net, x, stubs)
+    else:
+        warm = walker.warm_up(net, x)  # layers that make their weights on the first call (Keras) make them now
+        if warm is not None:
+            notes.append(warm)
+        candidates = find_candidates(walker, net)
+        cap = capture(walker, net, x, candidates, stubs)
     if cap.error is not None:
         notes.append(
             f"the network's forward raised {cap.error} on the sample input: blocks it did not reach are checked "
@@ -356,7 +374,9 @@ def _check_block(
     if cand.failure is not None:
         said.append(cand.failure)
     try:
-        key: str | None = walker.signature(cand.module) if cand.failure is None else None
+        key: str | None = None
+        if cand.failure is None:
+            key = walker.linen_signature(cand) if isinstance(walker, _LinenWalker) else walker.signature(cand.module)
     except Exception:
         key = None
     if key is not None and key in groups:
@@ -401,7 +421,13 @@ def _check_block(
         kind = cand.by_class if cand.by_class in agrees else None
     try:
         report = verify(
-            cand.module, framework=walker.framework, module=kind, sample=cand.input, seed=seed, isolate=False
+            cand.module,
+            framework=walker.framework,
+            module=kind,
+            sample=cand.input,
+            seed=seed,
+            variables=cand.variables,
+            isolate=False,
         )
     except Exception as e:  # nothing tells its channel count, or its input was not one verify takes
         return BlockReport(
@@ -429,7 +455,7 @@ def _recheck(walker: Walker, cand: Candidate, first: VerifyReport, seed: int) ->
     """``cand`` with its own weights and captured input against ``first``'s configuration (forward, and the
     gradients when there is no captured input), at the precision ``first`` was judged at."""
     assert first.config is not None and first.module is not None
-    backend = make_backend(walker.framework, None, {}, instance=cand.module)
+    backend = make_backend(walker.framework, None, {}, instance=cand.module, variables=cand.variables)
     dtype = first.precision or "float64"
     try:
         obj = backend.own()

@@ -53,7 +53,11 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog=PROG, description="Find every SE, CBAM and ECA block in a network and verify each where it sits."
     )
-    p.add_argument("target", help="package.module:factory (a function or class building the network, or a network)")
+    p.add_argument(
+        "target",
+        help="package.module:factory (a function or class building the network, or a network; for Flax linen, "
+        "a function returning (module, variables))",
+    )
     p.add_argument("--framework", required=True, choices=FRAMEWORKS)
     p.add_argument(
         "--input-shape",

@@ -1,5 +1,10 @@
 """Walking a network: its submodules, which of them are SE, CBAM or ECA blocks, and what each receives.
 
+PyTorch modules are walked by ``named_modules``, Keras layers by their sublayers, Flax NNX
+modules by their attributes (``nnx.iter_graph``); a Flax linen network's submodules exist only
+while it runs (``@compact``), so they are found during the capture, by intercepting every module
+call (``flax.linen.intercept_methods``), each with its own variables.
+
 A submodule is a candidate block when its class is named like one (``SEModule``, ``EcaLayer``,
 ``SqueezeExcitation``, ``CBAM``: its CamelCase words hold ``SE``, ``ECA`` or ``CBAM``, or
 ``Squeeze`` and ``Excit...``) and its weights could be one (no k x k convolution with more than two
@@ -30,7 +35,7 @@ import numpy as np
 
 from ..runner import exception_line
 from ..verify.binding import Structure, Tensor, _structure
-from ..verify.targets import make_backend
+from ..verify.targets import _flatten, _LinenBackend, _mode_kwargs, make_backend
 from ..verify.worker import notify
 
 __all__ = ["Candidate", "Capture", "Walker", "class_kind", "one_line", "walker_for"]
@@ -90,6 +95,7 @@ class Candidate:
     by_class: str | None  # the kind its class name says
     structure: Structure | None  # its tensors bound by shape, when they bind cleanly
     tensor_ids: frozenset[str]
+    variables: Any = None  # a Flax linen block's own variables (its module is an unbound copy)
     # filled by the capture
     calls: int = 0
     order: int | None = None  # when the network first called it, among the candidates
@@ -470,12 +476,169 @@ def walker_for(framework: str, model: Any) -> Walker:
     if isinstance(model, nnx.Module):
         return _NNXWalker()
     if isinstance(model, linen.Module):
-        raise ValueError(
-            "audit walks PyTorch modules, Keras layers and Flax NNX modules; a Flax linen module's submodules "
-            "exist only while it is bound to variables, which audit cannot walk: verify each linen block "
-            "with conformance.verify(block, variables=...), or convert the network with nnx.bridge"
+        return _LinenWalker()
+    raise TypeError(f"`model` must be a Flax NNX or linen module. Received: {type(model).__name__}")
+
+
+# ----------------------------------------------------------------------------- Flax linen
+
+
+class _LinenWalker(Walker):
+    """A linen network's submodules exist only while it runs (``@compact``): they are found during the capture,
+    by intercepting every module call (``flax.linen.intercept_methods``), each with its own variables."""
+
+    framework = "flax"
+    data_format = "channels_last"
+
+    def tensors_of(self, variables: Any) -> tuple[list[Tensor], list[str]]:
+        flat = {k: np.asarray(v) for k, v in _flatten(variables).items()}
+        return _LinenBackend(None, {}).tensors((None, flat))
+
+    def first_input_channels(self, model: Any) -> int | None:
+        variables = model[1]
+        from reference_numpy import flatten
+
+        for k, v in flatten(_unfreeze(variables)).items():
+            if k.startswith("params.") and np.ndim(v) == 4:
+                return int(np.shape(v)[2])
+        return None
+
+    def run(self, model: Any, x: np.ndarray) -> Any:
+        net, variables = model
+        return net.apply(variables, np.asarray(x, "float32"), **_mode_kwargs(net.__call__, False))
+
+    def linen_signature(self, cand: Candidate) -> str:
+        tensors, _ = self.tensors_of(cand.variables)
+        return "|".join(
+            [_qualname(type(cand.module)), repr(cand.module), ",".join(f"{t.name}{t.shape}" for t in tensors)]
         )
-    raise TypeError(f"`model` must be a Flax NNX module. Received: {type(model).__name__}")
+
+
+def _unfreeze(tree: Any) -> Any:
+    return tree.unfreeze() if hasattr(tree, "unfreeze") else tree
+
+
+def linen_capture(
+    walker: _LinenWalker, model: Any, x: np.ndarray, stubs: dict[str, str]
+) -> tuple[list[Candidate], Capture]:
+    """Run a linen network once with every module call intercepted: the candidates (found from each called
+    module's class and variables) with their inputs, judged as :func:`capture` judges them."""
+    from flax import linen
+
+    from reference_numpy import flatten
+
+    found: dict[str, Candidate] = {}
+    rejected: set[str] = set()
+    inputs: dict[tuple[str, ...], tuple[int, ...]] = {}
+    counter = itertools.count()
+    active: list[str] = []
+
+    def candidate(m: Any, path: str) -> Candidate | None:
+        if path in found:
+            return found[path]
+        if path in rejected:
+            return None
+        variables = _unfreeze(m.variables) if m.scope is not None else {}
+        tensors, ignored = walker.tensors_of(variables) if variables else ([], [])
+        by_class = class_kind(type(m).__name__)
+        if by_class is not None and not (tensors and walker.kernel_plausible(tensors)):
+            by_class = None
+        s = None
+        if tensors:
+            try:
+                s = _structure(tensors, ignored, "flax", "auto", by_class or "se", None)
+            except Exception:
+                s = None
+            if s is not None and (s.kind is None or s.problems or (s.channels is None and s.kind != "eca")):
+                s = None
+        if by_class is None and s is None:
+            rejected.add(path)
+            return None
+        ids = frozenset(f"{path}.{k}" for k in flatten(variables))
+        cand = Candidate(path, m.clone(parent=None), type(m).__name__, by_class, s, ids, variables=variables)
+        found[path] = cand
+        return cand
+
+    def intercept(next_fun: Callable[..., Any], args: Any, kwargs: Any, context: Any) -> Any:
+        if context.method_name != "__call__" or not args:
+            return next_fun(*args, **kwargs)
+        m = context.module
+        key = tuple(str(p) for p in m.scope.path) if m.scope is not None else ()
+        inp = args[0]
+        a = walker.as_array(inp)
+        if a is not None and key not in inputs:
+            inputs[key] = tuple(a.shape)
+        cand = candidate(m, ".".join(key)) if a is not None else None
+        if cand is None:
+            return next_fun(*args, **kwargs)
+        assert a is not None
+        cand.calls += 1
+        if cand.calls == 1:
+            cand.order = next(counter)
+            cand.input_shape = tuple(a.shape)
+            if a.ndim == 4 and np.issubdtype(a.dtype, np.floating):
+                cand.input = np.array(a)
+        judged = a.ndim == 4 and not active
+        if judged and (cand.path in stubs or cand.failure is not None):
+            return inp
+        active.append(cand.path)
+        if judged:
+            notify("begin", (f"{cand.path or 'the model'}'s forward in the network", 0.0))
+        try:
+            out = next_fun(*args, **kwargs)
+        except Exception as e:
+            if not judged:
+                raise
+            cand.failure = f"in the network, its forward raised {one_line(exception_line(e))}"
+            return inp
+        finally:
+            active.pop()
+            if judged:
+                notify("begin", (NETWORK_CALL, 0.0))
+        if not judged:
+            return out
+        failure = _judge(walker, a, out)
+        if failure is not None:
+            cand.failure = failure
+            return inp
+        return out
+
+    notify("begin", (NETWORK_CALL, 0.0))
+    try:
+        with linen.intercept_methods(intercept):
+            walker.run(model, x)
+        cap = Capture()
+    except Exception as e:
+        cap = Capture(error=one_line(exception_line(e)))
+    finally:
+        notify("end", NETWORK_CALL)
+    for cand in found.values():  # what its MLP layers (or ECA's convolution) received
+        if cand.structure is None:
+            continue
+        base = tuple(cand.path.split(".")) if cand.path else ()
+        for b in cand.structure.bindings.values():
+            rel = b.name.split(".")[1:-1]  # params.fc1.kernel -> fc1
+            shape = inputs.get(base + tuple(rel))
+            if shape is not None:
+                cand.layer_inputs[b.name] = shape
+    return sorted(found.values(), key=lambda c: c.path.count(".")), cap
+
+
+def _judge(walker: Walker, a: np.ndarray, out: Any) -> str | None:
+    """Why a block's output on the input ``a`` is not one (None when it may be)."""
+    if isinstance(out, (tuple, list, dict)):
+        return f"in the network it returns a {type(out).__name__} instead of one tensor with its input's shape"
+    y = walker.as_array(out)
+    if y is None:
+        return None
+    if y.shape != a.shape:
+        return (
+            f"in the network, on its input of shape {a.shape}, it returns shape {y.shape}: the output "
+            "must keep the input's shape"
+        )
+    if np.issubdtype(y.dtype, np.floating) and not np.all(np.isfinite(y)) and np.all(np.isfinite(a)):
+        return f"in the network it returns NaN or infinity on a finite input of shape {a.shape}"
+    return None
 
 
 # ----------------------------------------------------------------------------- finding and capturing
@@ -561,22 +724,10 @@ def capture(walker: Walker, model: Any, x: np.ndarray, candidates: list[Candidat
             finally:
                 active.pop()
                 notify("begin", (NETWORK_CALL, 0.0))
-            if isinstance(out, (tuple, list, dict)):
-                cand.failure = (
-                    f"in the network it returns a {type(out).__name__} instead of one tensor with its input's shape"
-                )
+            failure = _judge(walker, a, out)
+            if failure is not None:
+                cand.failure = failure
                 return inp
-            y = walker.as_array(out)
-            if a is not None and y is not None:
-                if y.shape != a.shape:
-                    cand.failure = (
-                        f"in the network, on its input of shape {a.shape}, it returns shape {y.shape}: the output "
-                        "must keep the input's shape"
-                    )
-                    return inp
-                if np.issubdtype(y.dtype, np.floating) and not np.all(np.isfinite(y)) and np.all(np.isfinite(a)):
-                    cand.failure = f"in the network it returns NaN or infinity on a finite input of shape {a.shape}"
-                    return inp
             return out
 
         return call
