@@ -138,14 +138,16 @@ def test_the_blocks_of_issue_10_inside_a_network(nets) -> None:
 
 
 @pytest.mark.torch
-def test_a_hanging_block_is_stopped_by_the_time_limit(nets) -> None:
+def test_a_hanging_or_crashing_block_is_a_failed_row(nets) -> None:
     report = conformance.audit(nets.hanging_net(), input_shape=SMALL, timeout=6)
     rows = {b.path: b for b in report.blocks}
-    assert [rows[p].passed for p in ("features.0.attn", "features.1.attn", "features.2.attn")] == [True, False, True], (
-        report.to_text()
+    assert [b.passed for b in report.blocks] == [True, False, False, True], report.to_text()
+    _says(
+        rows["features.1.attn"],
+        "in the network, its forward did not return within 6 s (the time limit per call): not verified further",
     )
-    _says(rows["features.1.attn"], "did not return within 6 s (the time limit per call)", "not verified further")
-    assert rows["features.2.attn"].input_shape == (2, 32, 16, 16)  # captured with the hanging block skipped
+    _says(rows["features.2.attn"], "when the network called it, the worker process running it was killed by SIGABRT")
+    assert rows["features.3.attn"].input_shape == (2, 32, 16, 16)  # captured with the hanging block skipped
 
 
 @pytest.mark.torch

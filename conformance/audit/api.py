@@ -147,7 +147,11 @@ def audit(
                     current[0] = None
                 elif during.endswith(_IN_NETWORK) and during[: -len(_IN_NETWORK)] not in stubs:
                     path, message = during[: -len(_IN_NETWORK)], str(e)
-                    stubs["" if path == "the model" else path] = message.removeprefix(f"{during} ")
+                    stubs["" if path == "the model" else path] = (
+                        f"in the network, its forward {message.removeprefix(f'{during} ')}"
+                        if message.startswith(during)
+                        else f"when the network called it, {message}"
+                    )
                 else:
                     notes.append(f"the audit stopped: {e}")
                     break
@@ -369,7 +373,7 @@ def _check_block(
             identified=None,
             config=None,
             precision=None,
-            diagnosis=[*said, f"in the network, its forward {stubs[cand.path]}: not verified further"],
+            diagnosis=[*said, f"{stubs[cand.path]}: not verified further"],
         )
     if cand.failure is not None:
         said.append(cand.failure)

@@ -13,6 +13,7 @@ mixed_net, conforming_net, hanging_net, tuple_shape_net, plain_net, broken_build
 
 from __future__ import annotations
 
+import os
 import time
 
 import torch
@@ -66,6 +67,11 @@ class HangingSE(Recalibrate):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         time.sleep(3600)
         return x
+
+
+class AbortSE(Recalibrate):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        os.abort()
 
 
 class TupleSE(Recalibrate):
@@ -174,7 +180,7 @@ def conforming_net() -> Net:
 
 @_seeded
 def hanging_net() -> Net:
-    return Net([(16, Recalibrate(16)), (16, HangingSE(16)), (32, torch_impl.ECA(32))])
+    return Net([(16, Recalibrate(16)), (16, HangingSE(16)), (16, AbortSE(16)), (32, torch_impl.ECA(32))])
 
 
 @_seeded
