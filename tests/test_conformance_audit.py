@@ -194,8 +194,10 @@ def test_the_network_is_never_changed(nets) -> None:
     net = nets.conforming_net()
     net.train()
     before = {k: v.clone() for k, v in net.state_dict().items()}
-    report = conformance.audit(net, input_shape=SMALL, isolate=False)
+    sample = torch.randn(2, 3, 10, 12)
+    report = conformance.audit(net, sample=sample, isolate=False)  # a sample the caller gives, in this process
     assert report.passed and len(report.blocks) == 3
+    assert report.input_shape == (2, 3, 10, 12) and report.blocks[2].input_shape == (2, 32, 10, 12)
     assert net.training and all(torch.equal(before[k], v) for k, v in net.state_dict().items())
     assert all("forward" not in m.__dict__ for m in net.modules())  # the wrappers are gone
 
