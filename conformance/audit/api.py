@@ -17,7 +17,18 @@ from ..verify.report import VerifyReport
 from ..verify.targets import framework_of, make_backend
 from ..verify.worker import DEFAULT_TIMEOUT, TargetDied, calling, cannot_fork, notify, run_isolated
 from .report import AuditReport, BlockReport
-from .walk import Candidate, Walker, _LinenWalker, capture, find_candidates, linen_capture, one_line, walker_for
+from .walk import (
+    Candidate,
+    Walker,
+    _LinenWalker,
+    capture,
+    find_candidates,
+    linen_capture,
+    on_cpu,
+    one_line,
+    torch_device,
+    walker_for,
+)
 
 __all__ = ["DEFAULT_SPATIAL", "audit"]
 
@@ -112,6 +123,11 @@ def audit(
     kwargs: dict[str, Any] = dict(framework=framework, input_shape=input_shape, sample=sample, seed=seed)
     notes: list[str] = []
     unsafe = cannot_fork(framework) if isolate else "isolate=False"
+    device = torch_device(model) if framework == "torch" else None
+    if device is not None:
+        notes.append(f"the network is on {device}: its blocks are verified on CPU copies")
+        if unsafe is None and isolate:
+            unsafe = f"PyTorch on {device}"
     if unsafe is not None:
         if isolate:
             notes.append(
@@ -425,7 +441,7 @@ def _check_block(
         kind = cand.by_class if cand.by_class in agrees else None
     try:
         report = verify(
-            cand.module,
+            on_cpu(cand.module),
             framework=walker.framework,
             module=kind,
             sample=cand.input,
@@ -459,7 +475,7 @@ def _recheck(walker: Walker, cand: Candidate, first: VerifyReport, seed: int) ->
     """``cand`` with its own weights and captured input against ``first``'s configuration (forward, and the
     gradients when there is no captured input), at the precision ``first`` was judged at."""
     assert first.config is not None and first.module is not None
-    backend = make_backend(walker.framework, None, {}, instance=cand.module, variables=cand.variables)
+    backend = make_backend(walker.framework, None, {}, instance=on_cpu(cand.module), variables=cand.variables)
     dtype = first.precision or "float64"
     try:
         obj = backend.own()

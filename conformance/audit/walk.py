@@ -291,7 +291,8 @@ class _TorchWalker(Walker):
             with torch.no_grad():
                 p = next(iter(model.parameters()), None)
                 dtype = p.dtype if p is not None and p.is_floating_point() else torch.float32
-                return model(torch.as_tensor(x, dtype=dtype))
+                device = p.device if p is not None else None
+                return model(torch.as_tensor(x, dtype=dtype, device=device))
         finally:
             model.train(was)
 
@@ -463,6 +464,25 @@ def _plain_attributes_nnx(m: Any) -> str:
         if p is not None:
             items.append(f"{k}={p}")
     return ",".join(items)
+
+
+def torch_device(model: Any) -> str | None:
+    """The device of a PyTorch module's tensors when it is not the CPU (None on the CPU, or for anything else)."""
+    if not hasattr(model, "parameters") or not hasattr(model, "buffers"):
+        return None
+    for t in [*model.parameters(), *model.buffers()]:
+        if t.device.type != "cpu":
+            return str(t.device)
+    return None
+
+
+def on_cpu(module: Any) -> Any:
+    """``module`` itself on the CPU, or a CPU copy of a PyTorch module held elsewhere (verify runs on the CPU)."""
+    if torch_device(module) is None:
+        return module
+    import copy
+
+    return copy.deepcopy(module).cpu()
 
 
 def walker_for(framework: str, model: Any) -> Walker:
