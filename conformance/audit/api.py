@@ -435,10 +435,11 @@ def _check_block(
             f"same class and configuration as {first_path or '<the model>'}, but its check against that "
             f"configuration fails ({why}): identified on its own"
         )
-    kind = cand.kind if cand.structure is None else None
-    if cand.by_class is not None and cand.structure is not None and cand.kind is not None:
-        agrees = {"se": ("se", "cbam"), "cbam": ("cbam", "se"), "eca": ("eca",)}[cand.kind]
-        kind = cand.by_class if cand.by_class in agrees else None
+    # the module it is checked as: what its class name says when its weights do not bind, else what they say
+    # (verify finds it), except a CBAM class with the MLP alone: CBAM's channel half (no_spatial)
+    kind = cand.by_class if cand.structure is None else None
+    if cand.by_class == "cbam" and cand.structure is not None and cand.structure.kind == "mlp":
+        kind = "cbam"
     try:
         report = verify(
             on_cpu(cand.module),
