@@ -18,6 +18,7 @@ from ..verify.targets import framework_of, make_backend
 from ..verify.worker import DEFAULT_TIMEOUT, TargetDied, calling, cannot_fork, notify, run_isolated
 from .report import AuditReport, BlockReport
 from .walk import (
+    IN_NETWORK,
     Candidate,
     Walker,
     _LinenWalker,
@@ -34,8 +35,6 @@ __all__ = ["DEFAULT_SPATIAL", "audit"]
 
 DEFAULT_SPATIAL = 64
 """Height and width of the default sample input: a ResNet's fifth stage still sees 2 x 2 maps."""
-
-_IN_NETWORK = "'s forward in the network"
 
 
 def audit(
@@ -161,8 +160,8 @@ def audit(
                         **block, passed=False, identified=None, config=None, precision=None, diagnosis=[str(e)]
                     )
                     current[0] = None
-                elif during.endswith(_IN_NETWORK) and during[: -len(_IN_NETWORK)] not in stubs:
-                    path, message = during[: -len(_IN_NETWORK)], str(e)
+                elif during.endswith(IN_NETWORK) and during[: -len(IN_NETWORK)] not in stubs:
+                    path, message = during[: -len(IN_NETWORK)], str(e)
                     stubs["" if path == "the model" else path] = (
                         f"in the network, its forward {message.removeprefix(f'{during} ')}"
                         if message.startswith(during)
@@ -272,7 +271,7 @@ def _session(
     if isinstance(walker, _LinenWalker):  # its submodules exist only while it runs: found as they are called
         candidates, cap = linen_capture(walker, net, x, stubs)
     else:
-        warm = walker.warm_up(net, x)  # layers that make their weights on the first call (Keras) make them now
+        warm = walker.warm_up(net, x, stubs)  # layers that make their weights on the first call (Keras) make them now
         if warm is not None:
             notes.append(warm)
         candidates = find_candidates(walker, net)
@@ -289,6 +288,12 @@ def _session(
             "identity, so that the blocks after them still received an input"
         )
     blocks, skipped = _select(walker, candidates)
+    notes += [
+        f"{path or 'the model'} is no block, but {stubs[path].replace('its forward', 'its call')}: it was called "
+        "as the identity"
+        for path in stubs
+        if path not in {c.path for c in blocks}
+    ]
     _emit(
         sink,
         "meta",

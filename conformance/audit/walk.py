@@ -41,6 +41,8 @@ from ..verify.worker import notify
 __all__ = ["Candidate", "Capture", "Walker", "class_kind", "one_line", "walker_for"]
 
 NETWORK_CALL = "the network's forward"
+IN_NETWORK = "'s forward in the network"
+"""How a call into a block (or layer) during the network's run is named to the worker's parent: ``PATH`` + this."""
 
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -160,9 +162,10 @@ class Walker:
     def first_input_channels(self, model: Any) -> int | None:
         raise NotImplementedError
 
-    def warm_up(self, model: Any, x: np.ndarray) -> str | None:
+    def warm_up(self, model: Any, x: np.ndarray, stubs: dict[str, str]) -> str | None:
         """Run a network whose layers make their weights on the first call once, so that they exist before
-        the walk; a sentence when that run failed."""
+        the walk (layers in ``stubs``, which hung before, called as the identity); a sentence when that run
+        failed."""
         return None
 
     def run(self, model: Any, x: np.ndarray) -> Any:
@@ -355,19 +358,23 @@ class _KerasWalker(Walker):
     def run(self, model: Any, x: np.ndarray) -> Any:
         return model(np.asarray(x, "float32"), training=False)
 
-    def warm_up(self, model: Any, x: np.ndarray) -> str | None:
-        if all(layer.built for _, layer in self.modules(model)):
+    def warm_up(self, model: Any, x: np.ndarray, stubs: dict[str, str]) -> str | None:
+        layers = self.modules(model)
+        if all(layer.built for _, layer in layers):
             return None
-        notify("begin", ("the network's first call (building its layers)", 0.0))
+        undo = [self.wrap(layer, _labelled(path, path in stubs)) for path, layer in layers if path]
+        notify("begin", (NETWORK_CALL, 0.0))
         try:
             self.run(model, x)
         except Exception as e:
             return (
-                f"the network's first call, which builds its layers, raised {one_line(exception_line(e))}: layers it did "
-                "not reach have no weights, and are found only by their class names"
+                f"the network's first call, which builds its layers, raised {one_line(exception_line(e))}: layers "
+                "it did not reach have no weights, and are found only by their class names"
             )
         finally:
-            notify("end", "the network's first call")
+            notify("end", NETWORK_CALL)
+            for u in reversed(undo):
+                u()
         return None
 
     def signature(self, module: Any) -> str:
@@ -384,6 +391,27 @@ class _KerasWalker(Walker):
                 cfg = {}
             parts.append(f"{_qualname(type(layer))}{sorted((k, repr(v)) for k, v in cfg.items())}")
         return ";".join(parts)
+
+
+_LABELS: list[str] = []  # the labelled calls running (innermost last)
+
+
+def _labelled(path: str, stubbed: bool) -> Callable[..., Any]:
+    """A pass-through call timed under its layer's name (the identity for a layer that hung before)."""
+
+    def call(original: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        if stubbed and args and len(getattr(args[0], "shape", ())) == 4:
+            return args[0]
+        label = f"{path}{IN_NETWORK}"
+        _LABELS.append(label)
+        notify("begin", (label, 0.0))
+        try:
+            return original(*args, **kwargs)
+        finally:
+            _LABELS.pop()
+            notify("begin", (_LABELS[-1] if _LABELS else NETWORK_CALL, 0.0))
+
+    return call
 
 
 # ----------------------------------------------------------------------------- Flax NNX
@@ -603,7 +631,7 @@ def linen_capture(
             return inp
         active.append(cand.path)
         if judged:
-            notify("begin", (f"{cand.path or 'the model'}'s forward in the network", 0.0))
+            notify("begin", (f"{cand.path or 'the model'}{IN_NETWORK}", 0.0))
         try:
             out = next_fun(*args, **kwargs)
         except Exception as e:
@@ -734,7 +762,7 @@ def capture(walker: Walker, model: Any, x: np.ndarray, candidates: list[Candidat
                     return original(*args, **kwargs)
                 finally:
                     active.pop()
-            notify("begin", (f"{cand.path or 'the model'}'s forward in the network", 0.0))
+            notify("begin", (f"{cand.path or 'the model'}{IN_NETWORK}", 0.0))
             active.append(cand.path)
             try:
                 out = original(*args, **kwargs)
@@ -763,6 +791,10 @@ def capture(walker: Walker, model: Any, x: np.ndarray, candidates: list[Candidat
         return call
 
     try:
+        paths = {c.path for c in candidates}
+        for path, layer in walker.modules(model) if set(stubs) - paths else ():
+            if path in stubs and path not in paths:  # a layer that hung before and is no candidate
+                undo.append(walker.wrap(layer, _labelled(path, True)))
         for cand in candidates:
             if cand.structure is not None:
                 names = [b.name for b in cand.structure.bindings.values() if b.role in _POOLED_ROLES]

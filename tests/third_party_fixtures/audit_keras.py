@@ -8,6 +8,8 @@ functional_model conv, ChannelReweight, tf_impl.ECA, with a declared input (12, 
 
 from __future__ import annotations
 
+import time
+
 import keras
 
 import tf_impl
@@ -30,6 +32,12 @@ class ChannelReweight(keras.layers.Layer):
 class RaisingSE(ChannelReweight):
     def call(self, x):
         raise RuntimeError("this block always raises")
+
+
+class HangingSE(ChannelReweight):
+    def call(self, x):
+        time.sleep(3600)
+        return x
 
 
 class NaNSE(ChannelReweight):
@@ -73,3 +81,23 @@ def functional_model() -> keras.Model:
     x = ChannelReweight(16, name="reweight")(x)
     x = tf_impl.ECA(16, name="eca")(x)
     return keras.Model(inputs, x)
+
+
+class HangingModel(keras.Model):
+    """A conforming block, one that hangs when called, and ECA (subclassed: building a functional model would
+    call the hanging block)."""
+
+    def __init__(self) -> None:
+        super().__init__(name="hanging_model")
+        self.conv = keras.layers.Conv2D(16, 3, padding="same", name="conv")
+        self.reweight = ChannelReweight(16, name="reweight")
+        self.hanging = HangingSE(16, name="hanging")
+        self.eca = tf_impl.ECA(16, name="eca")
+
+    def call(self, x):
+        return self.eca(self.hanging(self.reweight(self.conv(x))))
+
+
+def hanging_model() -> keras.Model:
+    keras.utils.set_random_seed(0)
+    return HangingModel()
