@@ -203,9 +203,21 @@ def test_the_network_is_never_changed(nets) -> None:
 
 
 @pytest.mark.torch
+def test_a_network_that_fails_on_the_sample_is_not_a_pass(nets) -> None:
+    """Blocks it did not reach are checked on generated inputs (class-found ones) or cannot be told from other
+    layers (shape-found ones): the audit is incomplete, whatever the rows say."""
+    report = conformance.audit(nets.conforming_net(), input_shape=(2, 4, 16, 16))  # the stem takes 3 channels
+    assert [(b.path, b.passed) for b in report.blocks] == [("features.2.attn", True)]
+    assert [p for p, _ in report.skipped] == ["features.0.attn", "features.1.attn"]
+    assert "raised before reaching it" in report.skipped[0][1]
+    assert not report.passed and "the network's forward raised RuntimeError" in report.incomplete[0]
+    assert report.to_text().startswith("FAIL: ") and json.loads(report.to_json())["incomplete"] == report.incomplete
+
+
+@pytest.mark.torch
 def test_nothing_found_is_not_a_pass(nets) -> None:
     report = conformance.audit(nets.plain_net(), input_shape=SMALL)
-    assert report.blocks == [] and not report.passed
+    assert report.blocks == [] and not report.passed and report.incomplete == []
     assert any("nothing was checked" in n for n in report.notes)
 
 

@@ -121,6 +121,7 @@ def audit(
 
     kwargs: dict[str, Any] = dict(framework=framework, input_shape=input_shape, sample=sample, seed=seed)
     notes: list[str] = []
+    incomplete: list[str] = []  # why the audit could not check the whole network
     unsafe = cannot_fork(framework) if isolate else "isolate=False"
     device = torch_device(model) if framework == "torch" else None
     if device is not None:
@@ -137,6 +138,7 @@ def audit(
             _session(model, done=set(), stubs={}, sink=on_partial, **kwargs)
         except TargetImportError as e:
             notes.append(str(e))
+            incomplete.append(str(e))
     else:
         stubs: dict[str, str] = {}
         for _ in range(64):  # one more run per block that hangs or kills its worker
@@ -151,6 +153,7 @@ def audit(
                 break
             except TargetImportError as e:
                 notes.append(str(e))
+                incomplete.append(str(e))
                 break
             except TargetDied as e:
                 block = current[0]
@@ -169,11 +172,16 @@ def audit(
                     )
                 else:
                     notes.append(f"the audit stopped: {e}")
+                    incomplete.append(f"the audit stopped: {e}")
                     break
     order = meta.get("order", [])
     blocks = [rows[p] for p in order if p in rows]
     notes = [*meta.get("notes", []), *notes]
-    if not blocks and not any("stopped" in n or "raised" in n for n in notes):
+    incomplete = [*meta.get("incomplete", []), *incomplete]
+    missing = [p or "<the model>" for p in order if p not in rows]
+    if missing:
+        incomplete.append(f"blocks found but not checked: {', '.join(missing)}")
+    if not blocks and not incomplete:
         notes.append("no SE, CBAM or ECA block was found: nothing was checked, which is not a pass")
     return AuditReport(
         name,
@@ -183,6 +191,7 @@ def audit(
         notes,
         meta.get("skipped", []),
         seconds=time.monotonic() - started,
+        incomplete=incomplete,
     )
 
 
@@ -264,7 +273,8 @@ def _session(
     try:
         net = _materialise(model, framework)
     except Exception as e:
-        _emit(sink, "meta", {"notes": [f"building the network raised {_last_line(e)}"], "order": []})
+        said = f"building the network raised {_last_line(e)}"
+        _emit(sink, "meta", {"notes": [said], "order": [], "incomplete": [said]})
         return
     walker = walker_for(framework, net[0] if _is_linen_pair(net) else net)
     x, notes = _sample(walker, net, input_shape, sample, seed)
@@ -278,8 +288,9 @@ def _session(
         cap = capture(walker, net, x, candidates, stubs)
     if cap.error is not None:
         notes.append(
-            f"the network's forward raised {cap.error} on the sample input: blocks it did not reach are checked "
-            "on generated inputs (pass input_shape / --input-shape if the sample's shape is wrong)"
+            "blocks the network's forward did not reach on the sample input are checked on generated inputs, "
+            "and those found by their shapes alone cannot be told from other layers (pass input_shape / "
+            "--input-shape if the sample's shape is wrong)"
         )
     failed = [c.path for c in candidates if c.failure is not None or c.path in stubs]
     if failed:
@@ -287,7 +298,7 @@ def _session(
             f"in the run that captured the inputs, the failing blocks ({', '.join(failed)}) were called as the "
             "identity, so that the blocks after them still received an input"
         )
-    blocks, skipped = _select(walker, candidates)
+    blocks, skipped = _select(walker, candidates, network_failed=cap.error is not None)
     notes += [
         f"{path or 'the model'} is no block, but {stubs[path].replace('its forward', 'its call')}: it was called "
         "as the identity"
@@ -302,6 +313,9 @@ def _session(
             "order": [c.path for c in blocks],
             "skipped": skipped,
             "input_shape": tuple(int(d) for d in x.shape),
+            "incomplete": []
+            if cap.error is None
+            else [f"the network's forward raised {cap.error} on the sample input"],
         },
     )
     groups: dict[str, tuple[str, VerifyReport]] = {}
@@ -329,7 +343,9 @@ def _is_below(inner: str, outer: str, sep: str) -> bool:
     return inner != outer and (outer == "" or inner.startswith(outer + sep))
 
 
-def _select(walker: Walker, candidates: list[Candidate]) -> tuple[list[Candidate], list[tuple[str, str]]]:
+def _select(
+    walker: Walker, candidates: list[Candidate], *, network_failed: bool = False
+) -> tuple[list[Candidate], list[tuple[str, str]]]:
     """The candidates that are blocks (nested ones reduced to one), and (path, reason) for the others."""
     c_axis = 1 if walker.data_format == "channels_first" else -1
     kept, skipped = [], []
@@ -340,7 +356,13 @@ def _select(walker: Walker, candidates: list[Candidate]) -> tuple[list[Candidate
             continue
         if cand.by_class is None:
             if cand.calls == 0:
-                skipped.append((cand.path, "its weights have a block's shapes, but the network never calls it"))
+                why = (
+                    "the network's forward raised before reaching it, so whether it computes on a pooled "
+                    "descriptor is unknown"
+                    if network_failed
+                    else "the network never calls it"
+                )
+                skipped.append((cand.path, f"its weights have a block's shapes, but {why}"))
                 continue
             pooled = cand.pooled(c_axis)
             if pooled is False:

@@ -62,10 +62,12 @@ class BlockReport:
 
 @dataclasses.dataclass
 class AuditReport:
-    """The verdict on a network: ``passed`` when at least one block was found and every found block
-    conforms. ``blocks`` in the order the network holds them; ``skipped``: (path, reason) for submodules
-    that look like a block but are not one; ``notes``: what the audit did that a reader should know
-    (the sample input, the network's own errors, time limits)."""
+    """The verdict on a network: ``passed`` when at least one block was found, every found block
+    conforms and the audit was complete. ``blocks`` in the order the network calls them; ``skipped``:
+    (path, reason) for submodules that look like a block but are not one; ``notes``: what the audit did
+    that a reader should know (the sample input, the network's own errors, time limits); ``incomplete``:
+    why the audit could not check the whole network (the network's forward raised on the sample, the
+    network could not be built, the audit stopped), empty when it could."""
 
     target: str
     framework: str
@@ -74,10 +76,11 @@ class AuditReport:
     notes: list[str] = dataclasses.field(default_factory=list)
     skipped: list[tuple[str, str]] = dataclasses.field(default_factory=list)
     seconds: float = 0.0
+    incomplete: list[str] = dataclasses.field(default_factory=list)
 
     @property
     def passed(self) -> bool:
-        return bool(self.blocks) and all(b.passed for b in self.blocks)
+        return bool(self.blocks) and all(b.passed for b in self.blocks) and not self.incomplete
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -88,6 +91,7 @@ class AuditReport:
             "blocks": [b.to_dict() for b in self.blocks],
             "skipped": [{"path": p, "reason": r} for p, r in self.skipped],
             "notes": list(self.notes),
+            "incomplete": list(self.incomplete),
             "seconds": round(self.seconds, 2),
         }
 
@@ -124,6 +128,7 @@ class AuditReport:
         for path, reason in self.skipped:
             lines.append(f"not a block: {path or '<the model>'}: {reason}")
         lines += [f"note: {n}" for n in self.notes]
+        lines += [f"incomplete: {n}" for n in self.incomplete]
         return "\n".join(lines)
 
     def __str__(self) -> str:
