@@ -471,9 +471,6 @@ class _NNXWalker(Walker):
         model.eval()
         return model(np.asarray(x, "float32"))
 
-    def as_array(self, t: Any) -> np.ndarray | None:
-        return super().as_array(t)
-
     def signature(self, module: Any) -> str:
         tensors, _ = self.tensors(module)
         parts = [
