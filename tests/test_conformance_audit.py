@@ -341,6 +341,25 @@ def test_an_nnx_module_walked_by_its_attributes() -> None:
 
 
 @pytest.mark.flax
+def test_a_hanging_block_where_the_audit_cannot_fork() -> None:
+    """This process has started JAX: the audit runs here, and an alarm stops the hanging call."""
+    pytest.importorskip("flax")
+    from tests.third_party_fixtures import audit_flax
+
+    audit_flax.small_net()  # JAX has started (whichever test runs first)
+    report = conformance.audit(audit_flax.hanging_net(), input_shape=(2, 8, 8, 3), timeout=8)
+    rows = {b.path: b for b in report.blocks}
+    assert [(p, b.passed) for p, b in rows.items()] == [("first", True), ("hanging", False)], report.to_text()
+    _says(
+        rows["hanging"], "its forward did not return within 8 s (the time limit per call, by an alarm", "not verified"
+    )
+    assert any("limited to 8 s by an alarm signal" in n for n in report.notes)
+    from conformance.verify import worker
+
+    assert worker.IN_PROCESS_LIMIT is None  # nothing left behind
+
+
+@pytest.mark.flax
 def test_a_linen_network_with_its_variables() -> None:
     """Linen submodules made inside ``@compact`` calls exist only while the network runs: found as they are called."""
     pytest.importorskip("flax")

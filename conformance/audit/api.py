@@ -10,6 +10,7 @@ import numpy as np
 
 from ..runner import check_case
 from ..runner import exception_line as _last_line
+from ..verify import worker
 from ..verify.api import TargetImportError, load_target, verify
 from ..verify.binding import FRAMEWORKS, _structure
 from ..verify.check import ThirdPartyAdapter, own_weights_case
@@ -18,10 +19,13 @@ from ..verify.targets import framework_of, make_backend
 from ..verify.worker import DEFAULT_TIMEOUT, TargetDied, calling, cannot_fork, notify, run_isolated
 from .report import AuditReport, BlockReport
 from .walk import (
+    ALARM,
     IN_NETWORK,
     Candidate,
+    Overtime,
     Walker,
     _LinenWalker,
+    alarm,
     capture,
     find_candidates,
     linen_capture,
@@ -62,8 +66,10 @@ def audit(
     their own weights and input against the configuration found.
 
     ``timeout``: seconds each call into the network or a block may take (the network and its blocks
-    run in a worker process; ``isolate=False``, or a process that has started JAX or TensorFlow,
-    runs them here without limits, and the report says so). A block that raises, hangs, returns a
+    run in a worker process). A process that has started JAX or TensorFlow cannot fork one: there they
+    run here, each call into a block (in the network and in its check) limited to ``timeout`` by an
+    alarm signal (main thread, POSIX; it cannot stop a call stuck in compiled code), and the report
+    says so; ``isolate=False`` runs here without limits. A block that raises, hangs, returns a
     tuple, the wrong shape or NaN is a failed block with its reason. Mistakes in the arguments raise
     ``ValueError`` or ``TypeError``.
     """
@@ -131,14 +137,20 @@ def audit(
     if unsafe is not None:
         if isolate:
             notes.append(
-                f"run in this process, without a time limit: this process has started {unsafe}, which a forked "
-                "worker cannot run (the command line, which starts no framework itself, always isolates the network)"
+                f"run in this process: this process has started {unsafe}, which a forked worker cannot run; each "
+                f"call into a block (in the network and in its check) is limited to {timeout:g} s by an alarm "
+                "signal, which cannot stop a call stuck inside compiled code (the command line, which starts no framework "
+                "itself, always isolates the network)"
             )
+        ALARM["seconds"] = timeout if isolate else None
+        worker.IN_PROCESS_LIMIT = alarm if isolate else None
         try:
             _session(model, done=set(), stubs={}, sink=on_partial, **kwargs)
         except TargetImportError as e:
             notes.append(str(e))
             incomplete.append(str(e))
+        finally:
+            ALARM["seconds"], worker.IN_PROCESS_LIMIT = None, None
     else:
         stubs: dict[str, str] = {}
         for _ in range(64):  # one more run per block that hangs or kills its worker
@@ -330,7 +342,11 @@ def _session(
             "input_shape": cand.input_shape,
         }
         _emit(sink, "block", info)
-        _emit(sink, "row", _check_block(walker, cand, info, groups, stubs, seed))
+        try:
+            row = _check_block(walker, cand, info, groups, stubs, seed)
+        except Overtime as e:  # a call of verify's into it, in this process
+            row = BlockReport(**info, passed=False, identified=None, config=None, precision=None, diagnosis=[str(e)])
+        _emit(sink, "row", row)
 
 
 def _found_by(cand: Candidate) -> str:
@@ -409,6 +425,9 @@ def _check_block(
         said.append("the network did not call it on the sample input: checked on generated inputs only")
     elif cand.calls > 1:
         said.append(f"the network calls it {cand.calls} times: checked on the input of its first call")
+    if cand.hung:
+        stubs = {**stubs, cand.path: cand.failure or ""}
+        cand.failure = None
     if cand.path in stubs:
         return BlockReport(
             **info,

@@ -24,10 +24,13 @@ and sample; a pointwise MLP on the whole feature map has the same weights and is
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import itertools
 import math
 import re
+import signal
+import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -43,6 +46,45 @@ __all__ = ["Candidate", "Capture", "Walker", "class_kind", "one_line", "walker_f
 NETWORK_CALL = "the network's forward"
 IN_NETWORK = "'s forward in the network"
 """How a call into a block (or layer) during the network's run is named to the worker's parent: ``PATH`` + this."""
+
+
+class Overtime(BaseException):
+    """A call into the network outlived its time limit in this process (:func:`alarm`). A BaseException, so
+    that no ``except Exception`` in the code it interrupts takes it for the target's own error."""
+
+
+ALARM: dict[str, float | None] = {"seconds": None}
+"""The time limit :func:`alarm` enforces in this process (None: none); set by the audit when it cannot fork."""
+
+
+@contextlib.contextmanager
+def alarm(what: str) -> Iterator[None]:
+    """In this process, interrupt the body with :class:`Overtime` after ``ALARM["seconds"]`` (a SIGALRM timer:
+    the main thread only, on POSIX; it cannot stop a call stuck inside compiled code). Does nothing in a
+    worker (the parent times calls there), without a limit, or where the signal cannot be used."""
+    seconds = ALARM["seconds"]
+    usable = (
+        seconds is not None
+        and hasattr(signal, "setitimer")
+        and threading.current_thread() is threading.main_thread()
+        and signal.getitimer(signal.ITIMER_REAL)[0] == 0  # no timer running already (an enclosing alarm)
+    )
+    if not usable:
+        yield
+        return
+
+    def expire(signum: int, frame: Any) -> None:
+        raise Overtime(
+            f"{what} did not return within {seconds:g} s (the time limit per call, by an alarm in this process)"
+        )
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -105,6 +147,7 @@ class Candidate:
     input_shape: tuple[int, ...] | None = None
     failure: str | None = None
     layer_inputs: dict[str, tuple[int, ...]] = dataclasses.field(default_factory=dict)
+    hung: bool = False  # its call in the network outlived the time limit (in this process)
 
     @property
     def kind(self) -> str | None:
@@ -630,7 +673,11 @@ def linen_capture(
         if judged:
             notify("begin", (f"{cand.path or 'the model'}{IN_NETWORK}", 0.0))
         try:
-            out = next_fun(*args, **kwargs)
+            with alarm("its forward") if judged else contextlib.nullcontext():
+                out = next_fun(*args, **kwargs)
+        except Overtime as e:
+            cand.failure, cand.hung = f"in the network, {e}", True
+            return inp
         except Exception as e:
             if not judged:
                 raise
@@ -762,7 +809,11 @@ def capture(walker: Walker, model: Any, x: np.ndarray, candidates: list[Candidat
             notify("begin", (f"{cand.path or 'the model'}{IN_NETWORK}", 0.0))
             active.append(cand.path)
             try:
-                out = original(*args, **kwargs)
+                with alarm("its forward"):
+                    out = original(*args, **kwargs)
+            except Overtime as e:
+                cand.failure, cand.hung = f"in the network, {e}", True
+                return inp
             except Exception as e:
                 cand.failure = f"in the network, its forward raised {one_line(exception_line(e))}"
                 return inp

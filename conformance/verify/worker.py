@@ -38,6 +38,10 @@ DEFAULT_TIMEOUT = 120.0
 
 _CONN: Any = None  # the pipe to the parent, in a worker
 
+IN_PROCESS_LIMIT: Callable[[str], contextlib.AbstractContextManager[None]] | None = None
+"""Outside a worker, what limits the time of each call :func:`calling` marks (None: nothing); the audit sets
+it while it runs a network in a process that cannot fork (an alarm signal, :func:`conformance.audit.walk.alarm`)."""
+
 
 class TargetDied(Exception):
     """The worker ended or was stopped while running the target; the message says why, ``during`` which call
@@ -64,8 +68,10 @@ def calling(what: str, at_least: float = 0.0) -> Iterator[None]:
     longer: importing a module imports its framework too); ``sys.exit`` becomes a RuntimeError."""
     if _CONN is not None:
         _CONN.send(("begin", (what, at_least)))
+    limit = IN_PROCESS_LIMIT if _CONN is None and IN_PROCESS_LIMIT is not None else None
     try:
-        yield
+        with limit(what) if limit is not None else contextlib.nullcontext():
+            yield
     except SystemExit as e:
         raise RuntimeError(f"{what} called sys.exit({e.code!r})") from None
     except KeyboardInterrupt:

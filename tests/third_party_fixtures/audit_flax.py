@@ -8,6 +8,8 @@ SmallNet         conv, ChannelReweight, ChannelReweight, RaisingSE, flax_impl.nn
 
 from __future__ import annotations
 
+import time
+
 import jax.numpy as jnp
 from flax import nnx
 
@@ -69,3 +71,26 @@ class SmallNet(nnx.Module):
 
 def small_net() -> SmallNet:
     return SmallNet(rngs=nnx.Rngs(0))
+
+
+class HangingSE(ChannelReweight):
+    def __call__(self, x):
+        time.sleep(3600)
+        return x
+
+
+class HangingNet(nnx.Module):
+    """conv, ChannelReweight, HangingSE: in a process that has started JAX the audit cannot fork, and times
+    the hanging block with an alarm."""
+
+    def __init__(self, *, rngs: nnx.Rngs):
+        self.conv = nnx.Conv(3, 16, (3, 3), rngs=rngs)
+        self.first = ChannelReweight(16, rngs=rngs)
+        self.hanging = HangingSE(16, rngs=rngs)
+
+    def __call__(self, x):
+        return self.hanging(self.first(self.conv(x)))
+
+
+def hanging_net() -> HangingNet:
+    return HangingNet(rngs=nnx.Rngs(0))
