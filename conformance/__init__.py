@@ -7,8 +7,10 @@
 (True, ['y', 'dx', 'grad[channel.fc1.weight]'])
 """
 
+from . import audit as audit  # the package, callable as audit.audit (like verify)
 from . import verify as verify  # the package, callable as verify.verify (see its docstring)
 from .adapters import ADAPTERS, Adapter, Outputs, get_adapter, is_installed
+from .audit import AuditReport, BlockReport
 from .cases import Case, edge_cases, make_case, round_to_dtype
 from .compare import Comparison, compare
 from .runner import CaseReport, check_case, check_non_vacuity, reference_outputs
@@ -19,6 +21,8 @@ __all__ = [
     "DTYPES",
     "TOLERANCES",
     "Adapter",
+    "AuditReport",
+    "BlockReport",
     "Case",
     "CaseReport",
     "Comparison",

@@ -4,6 +4,7 @@
     python -m conformance vectors export DIR [--modules ...] [--dtypes ...] [--seed N]
     python -m conformance vectors check [DIR] --framework torch
     python -m conformance verify ...
+    python -m conformance audit TARGET --framework torch [--input-shape N,C,H,W] [--format json]
     python -m conformance spec [SECTION]
 
 ``--framework`` and ``--frameworks`` are the same option wherever one is accepted, and ``flax``
@@ -31,7 +32,7 @@ from .grid import DATA_FORMATS, MODULES
 from .report import ALIASES, install_hint, quiet_framework_logs
 from .tolerances import DTYPES
 
-SUBCOMMANDS = ("report", "vectors", "verify", "spec")
+SUBCOMMANDS = ("report", "vectors", "verify", "audit", "spec")
 
 
 def _choices(
@@ -152,6 +153,11 @@ def _parser() -> argparse.ArgumentParser:
 
     sub.add_parser(
         "verify", help="verify an implementation (see `python -m conformance verify --help`)", add_help=False
+    )
+    sub.add_parser(
+        "audit",
+        help="find and verify every block in a network (see `python -m conformance audit --help`)",
+        add_help=False,
     )
     s = sub.add_parser("spec", help="print SPEC.md, the spec this package implements, or one section of it")
     s.add_argument(
@@ -319,7 +325,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     args_list = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args_list
-    if debug and (not args_list or args_list[0] != "verify"):
+    if debug and (not args_list or args_list[0] not in ("verify", "audit")):
         args_list.remove("--debug")
     try:
         return _main(args_list)
@@ -343,6 +349,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _main(args_list: list[str]) -> int:
     if args_list and args_list[0] == "verify":
         return _verify(args_list[1:])
+    if args_list and args_list[0] == "audit":
+        from .audit import main as audit_main
+
+        rest = args_list[1:]  # --frameworks is --framework here too (an audit walks one framework's network)
+        rest = ["--framework" + a[len("--frameworks") :] if a.split("=")[0] == "--frameworks" else a for a in rest]
+        return int(audit_main(rest))
     if not args_list or args_list[0] not in (*SUBCOMMANDS, "-h", "--help"):
         args_list = ["report", *args_list]
     args = _parser().parse_args(args_list)

@@ -31,16 +31,35 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-__all__ = ["DEFAULT_TIMEOUT", "TargetDied", "calling", "cannot_fork", "run_isolated"]
+__all__ = ["DEFAULT_TIMEOUT", "TargetDied", "calling", "cannot_fork", "notify", "run_isolated"]
 
 DEFAULT_TIMEOUT = 120.0
 """Seconds one call into the target (its constructor, a forward, a forward with its backward) may take."""
 
 _CONN: Any = None  # the pipe to the parent, in a worker
 
+IN_PROCESS_LIMIT: Callable[[str], contextlib.AbstractContextManager[None]] | None = None
+"""Outside a worker, what limits the time of each call :func:`calling` marks (None: nothing); the audit sets
+it while it runs a network in a process that cannot fork (an alarm signal, :func:`conformance.audit.walk.alarm`)."""
+
 
 class TargetDied(Exception):
-    """The worker ended or was stopped while running the target; the message says why."""
+    """The worker ended or was stopped while running the target; the message says why, ``during`` which call
+    (None when no call into the target was running)."""
+
+    def __init__(self, message: str, during: str | None = None):
+        super().__init__(message)
+        self.during = during
+
+
+def notify(kind: str, payload: Any) -> bool:
+    """In a worker, send the parent a message: ``("begin", (what, at_least))`` starts timing a call (as
+    :func:`calling` does, for a call that cannot be wrapped in a ``with``: a hook's), ``("partial", obj)``
+    hands ``run_isolated``'s ``on_partial`` a result so far. False (nothing sent) outside a worker."""
+    if _CONN is None:
+        return False
+    _CONN.send((kind, payload))
+    return True
 
 
 @contextlib.contextmanager
@@ -49,8 +68,10 @@ def calling(what: str, at_least: float = 0.0) -> Iterator[None]:
     longer: importing a module imports its framework too); ``sys.exit`` becomes a RuntimeError."""
     if _CONN is not None:
         _CONN.send(("begin", (what, at_least)))
+    limit = IN_PROCESS_LIMIT if _CONN is None and IN_PROCESS_LIMIT is not None else None
     try:
-        yield
+        with limit(what) if limit is not None else contextlib.nullcontext():
+            yield
     except SystemExit as e:
         raise RuntimeError(f"{what} called sys.exit({e.code!r})") from None
     except KeyboardInterrupt:
@@ -107,11 +128,19 @@ def _describe_end(code: int | None) -> str:
     return f"exited with status {code}"
 
 
-def run_isolated(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], *, timeout: float) -> Any:
+def run_isolated(
+    fn: Callable[..., Any],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    *,
+    timeout: float,
+    on_partial: Callable[[Any], None] | None = None,
+) -> Any:
     """``fn(*args, **kwargs)`` in a worker process; its result, or its exception re-raised here.
 
     Raises :class:`TargetDied` when the worker ends without a result or a call into the target
-    outlives ``timeout``.
+    outlives ``timeout``. ``on_partial`` receives what the worker sends with ``notify("partial", ...)``
+    (results so far, kept when the worker dies later).
     """
     ctx = mp.get_context("fork")
     parent, child = ctx.Pipe(duplex=False)
@@ -133,6 +162,8 @@ def run_isolated(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str
                     limit = max(timeout, at_least)
                 elif kind == "end":
                     current = None
+                elif kind == "partial" and on_partial is not None:
+                    on_partial(payload)
                 elif kind == "result":
                     return payload
                 elif kind == "raised":
@@ -140,12 +171,12 @@ def run_isolated(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str
             elif current is not None and time.monotonic() - started > limit:
                 proc.kill()
                 proc.join(5)
-                raise TargetDied(f"{current} did not return within {limit:g} s (the time limit per call)")
+                raise TargetDied(f"{current} did not return within {limit:g} s (the time limit per call)", current)
             elif not proc.is_alive() and not parent.poll(0):
                 break
         proc.join(5)
         where = f" during {current}" if current else ""
-        raise TargetDied(f"the worker process running it {_describe_end(proc.exitcode)}{where}")
+        raise TargetDied(f"the worker process running it {_describe_end(proc.exitcode)}{where}", current)
     finally:
         if proc.is_alive():
             proc.kill()
