@@ -234,8 +234,10 @@ def _scale_off_kinks(v: np.ndarray, kinks: np.ndarray, top: tuple[float, float],
     return best
 
 
-def saturating_case(cfg: Config, *, seed: int = 0, data_format: str = "channels_first") -> Case | None:
-    """A float64 eval case that drives every clamp of the spec past its corner (``verify`` uses it).
+def saturating_case(
+    cfg: Config, *, seed: int = 0, dtype: str = "float64", data_format: str = "channels_first"
+) -> Case | None:
+    """An eval case that drives every clamp of the spec past its corner (``verify`` uses it).
 
     The default cases keep gate inputs O(1) and hidden pre-activations small (SPEC.md section 9.2),
     so a ReLU6 passes for a ReLU and an unclamped hard sigmoid for a clamped one. Here fc1 (weight
@@ -243,8 +245,10 @@ def saturating_case(cfg: Config, *, seed: int = 0, data_format: str = "channels_
     and, for a hard-sigmoid gate, the gate's last linear map (fc2, ECA's conv, CBAM's spatial conv
     or its BN's affine part) so that gate inputs reach 4.5 to 9, some beyond +-3. Each factor is
     chosen to keep every value as far as it can from every kink (0, +-3, 6); a sigmoid gate keeps
-    its inputs' scale (saturating it would measure conditioning, not the target). float64 only:
-    in float32 such a case measures rounding at large gate inputs. None in the rare draw where the
+    its inputs' scale (saturating it would measure conditioning, not the target), and a hard
+    sigmoid's derivative is piecewise constant, so the case is as well-conditioned as the default
+    ones and serves float32 too: x and dy are drawn in ``dtype`` and the scaled weights rounded to it
+    (``dtype`` float64 or float32; half types are compared forward only). None in the rare draw where the
     clamped channel gates would tie CBAM's channel max pool (its gradient would not have one winner).
     """
     if isinstance(cfg, ECAConfig):
@@ -253,7 +257,7 @@ def saturating_case(cfg: Config, *, seed: int = 0, data_format: str = "channels_
     else:
         _, c, h, w = _default_shape(cfg)
         n = next(v for v in (8, 9, 10, 11) if v not in (c, getattr(cfg, "hidden", 0)))
-    case = make_case(cfg, seed=seed, shape=(n, c, h, w), name="saturating")
+    case = make_case(cfg, seed=seed, dtype=dtype, shape=(n, c, h, w), name="saturating")  # x tie-free in dtype
     x, p = case.x, {k: v.copy() for k, v in case.params.items()}
 
     def run() -> object:
@@ -304,6 +308,7 @@ def saturating_case(cfg: Config, *, seed: int = 0, data_format: str = "channels_
                 for k in names:
                     if k in p:
                         p[k] = p[k] * s
+    p = {k: round_to_dtype(v, dtype) for k, v in p.items()}
     cache = run()
     if isinstance(cfg, CBAMConfig) and cfg.spatial and "max" in cfg.spatial_pool_order:
         x1 = cache.x1  # type: ignore[attr-defined]

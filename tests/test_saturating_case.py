@@ -51,3 +51,16 @@ def test_channels_last_is_the_same_case_transposed() -> None:
     assert first is not None and last is not None
     np.testing.assert_array_equal(last.x, first.x.transpose(0, 2, 3, 1))
     assert all(np.array_equal(first.params[k], last.params[k]) for k in first.params)
+
+
+@pytest.mark.parametrize("cfg", CONFIGS[:8:3], ids=lambda c: f"{c.module}-{c.gate}")
+def test_a_float32_case_holds_float32_values_with_the_clamps_still_past_their_corners(cfg) -> None:  # type: ignore[no-untyped-def]
+    case = saturating_case(cfg, seed=1, dtype="float32")
+    assert case is not None and case.dtype == "float32"
+    for a in (case.x, case.dy, *case.params.values()):
+        np.testing.assert_array_equal(a, a.astype(np.float32))
+    _, cache, _ = forward(cfg, case.params, case.x)
+    if not isinstance(cfg, ECAConfig):
+        assert (cache.mlp[1] > 6).any()
+    if cfg.gate == "hard_sigmoid":
+        assert (np.abs(_gate_inputs(cfg, cache)[0]) > 3).any()

@@ -84,7 +84,7 @@ def _cases(cfg: Config, seed: int, dtype: str, data_format: str, *, big_batch: b
     """The cases a configuration is checked on: the default case per mode, plus (eval) a larger batch.
 
     The larger batch matters: with a batch of two, every pre-activation of a small bottleneck
-    may be positive, and a leaky ReLU would pass for a ReLU. In float64, a saturating case
+    may be positive, and a leaky ReLU would pass for a ReLU. In float64 and float32, a saturating case
     (:func:`conformance.cases.saturating_case`) also drives every clamp past its corner, so a
     ReLU6 cannot pass for a ReLU, nor an unclamped hard sigmoid for a clamped one.
     """
@@ -97,8 +97,8 @@ def _cases(cfg: Config, seed: int, dtype: str, data_format: str, *, big_batch: b
         n = next(v for v in (8, 9, 10, 11) if v not in (c, getattr(cfg, "hidden", 0)))
         batch = make_case(cfg, seed=seed + 1, dtype=dtype, shape=(n, c, h, w), data_format=data_format, name="batch")
         out.append(_straddle(batch))
-        if dtype == "float64":
-            saturating = saturating_case(cfg, seed=seed + 3, data_format=data_format)
+        if dtype in ("float64", "float32"):
+            saturating = saturating_case(cfg, seed=seed + 3, dtype=dtype, data_format=data_format)
             if saturating is not None:
                 out.append(saturating)
     return out
