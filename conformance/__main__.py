@@ -27,6 +27,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from ._cli import seed as _seed
 from .adapters import ADAPTERS, get_adapter, is_installed
 from .grid import DATA_FORMATS, MODULES
 from .report import ALIASES, install_hint, quiet_framework_logs
@@ -56,17 +57,6 @@ def _choices(
         return tuple(out)
 
     return parse
-
-
-def _seed(text: str) -> int:
-    """An argparse type: a seed is an int in [0, 2**32)."""
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer seed, got {text!r}") from None
-    if not 0 <= v < 2**32:
-        raise argparse.ArgumentTypeError(f"a seed must be in [0, 2**32), got {v}")
-    return v
 
 
 def _jobs(text: str) -> int:

@@ -12,6 +12,9 @@ import sys
 import traceback
 from collections.abc import Sequence
 
+from .._cli import first_line as _line
+from .._cli import seconds as _seconds
+from .._cli import seed as _seed
 from ..verify.binding import FRAMEWORKS
 from ..verify.worker import DEFAULT_TIMEOUT
 from .api import DEFAULT_SPATIAL, audit
@@ -27,26 +30,6 @@ def _shape(text: str) -> tuple[int, ...]:
     if not dims or any(d < 1 for d in dims):
         raise argparse.ArgumentTypeError(f"expected dimensions >= 1, got {text!r}")
     return dims
-
-
-def _seconds(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
-    if not v > 0:
-        raise argparse.ArgumentTypeError(f"the time limit must be > 0 seconds, got {text!r}")
-    return v
-
-
-def _seed(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer seed, got {text!r}") from None
-    if not 0 <= v < 2**32:
-        raise argparse.ArgumentTypeError(f"a seed must be in [0, 2**32), got {v}")
-    return v
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -110,8 +93,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     print(report.to_json() if args.format == "json" else report.to_text())
     return 0 if report.passed else 1
-
-
-def _line(e: BaseException) -> str:
-    text = str(e).strip().splitlines()
-    return text[0][:500] if text else type(e).__name__

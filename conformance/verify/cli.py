@@ -14,6 +14,8 @@ import traceback
 from collections.abc import Sequence
 from typing import Any
 
+from .._cli import first_line as _line
+from .._cli import seed as _seed
 from .api import verify
 from .binding import FRAMEWORKS, MODULES
 from .worker import DEFAULT_TIMEOUT
@@ -49,7 +51,7 @@ def _parser() -> argparse.ArgumentParser:
         "--channels", type=int, default=None, help="channel count, only when neither its weights nor arguments tell it"
     )
     p.add_argument("--data-format", choices=("channels_first", "channels_last"), default=None)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=_seed, default=0)
     p.add_argument("--format", choices=("text", "json"), default="text")
     p.add_argument(
         "--timeout",
@@ -112,8 +114,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     print(report.to_json() if args.format == "json" else report.to_text())
     return 0 if report.passed else 1
-
-
-def _line(e: BaseException) -> str:
-    text = str(e).strip().splitlines()
-    return text[0][:500] if text else type(e).__name__
