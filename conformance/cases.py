@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 
@@ -260,19 +261,21 @@ def saturating_case(
     case = make_case(cfg, seed=seed, dtype=dtype, shape=(n, c, h, w), name="saturating")  # x tie-free in dtype
     x, p = case.x, {k: v.copy() for k, v in case.params.items()}
 
-    def run() -> object:
+    def run() -> Any:  # the reference's cache: its intermediate values
         return forward(cfg, p, x)[1]
+
+    default = run()  # the case as drawn, whose sigmoid gates keep their input scale
 
     prefix = "channel." if isinstance(cfg, CBAMConfig) else ""
     if not isinstance(cfg, ECAConfig):
-        u0 = run().mlp[1]  # hidden pre-activations (P, N, hidden) # type: ignore[attr-defined]
+        u0 = default.mlp[1]  # hidden pre-activations (P, N, hidden)
         a = _scale_off_kinks(u0, _ACT_KINKS, (8.0, 16.0), 6.0)
         if a is not None:
             p[f"{prefix}fc1.weight"] = p[f"{prefix}fc1.weight"] * a
             if f"{prefix}fc1.bias" in p:
                 p[f"{prefix}fc1.bias"] = p[f"{prefix}fc1.bias"] * a
         gate_in = "a" if isinstance(cfg, CBAMConfig) else "u"
-        before = float(np.max(np.abs(getattr(forward(cfg, case.params, x)[1], gate_in))))
+        before = float(np.max(np.abs(getattr(default, gate_in))))
         after = getattr(run(), gate_in)
         names = [f"{prefix}fc2.weight", f"{prefix}fc2.bias"]
         b = (
@@ -283,35 +286,30 @@ def saturating_case(
     else:
         names, b = ["conv.weight", "conv.bias"], None
         if cfg.gate == "hard_sigmoid":
-            b = _scale_off_kinks(run().u, _GATE_KINKS, (4.5, 9.0), 3.0)  # type: ignore[attr-defined]
+            b = _scale_off_kinks(run().u, _GATE_KINKS, (4.5, 9.0), 3.0)
     for k in names:
         if b is not None and k in p:
             p[k] = p[k] * b
     if isinstance(cfg, CBAMConfig) and cfg.spatial:
-        sc = run().spatial  # type: ignore[attr-defined]
-        before = float(np.max(np.abs(forward(cfg, case.params, x)[1].spatial.zs)))  # type: ignore[union-attr]
+        sc = run().spatial
+        before = float(np.max(np.abs(default.spatial.zs)))
         names = (
             ["spatial.bn.weight", "spatial.bn.bias"]
             if cfg.spatial_norm
             else ["spatial.conv.weight", "spatial.conv.bias"]
         )
+        # the gate input is linear in these two (BN's affine part, else the conv and its bias)
         if cfg.gate == "hard_sigmoid":
-            # the affine part after the conv scales the gate input; BN's shift needs the whole map shifted too
             s = _scale_off_kinks(sc.zs, _GATE_KINKS, (4.5, 9.0), 3.0)
         else:
             s = before / float(np.max(np.abs(sc.zs)))
-        if s is not None:
-            if cfg.spatial_norm:
-                for k in names:
-                    p[k] = p[k] * s
-            else:
-                for k in names:
-                    if k in p:
-                        p[k] = p[k] * s
+        for k in names:
+            if s is not None and k in p:
+                p[k] = p[k] * s
     p = {k: round_to_dtype(v, dtype) for k, v in p.items()}
     cache = run()
     if isinstance(cfg, CBAMConfig) and cfg.spatial and "max" in cfg.spatial_pool_order:
-        x1 = cache.x1  # type: ignore[attr-defined]
+        x1 = cache.x1
         if ((x1 == x1.max(axis=1, keepdims=True)).sum(axis=1) > 1).any():
             return None
     if data_format == "channels_last":
