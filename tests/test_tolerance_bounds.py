@@ -116,7 +116,7 @@ def test_float32_catches_a_1e3_relative_weight_perturbation(module):
 
 
 @pytest.mark.torch
-@pytest.mark.parametrize("seed", [0, 1])
+@pytest.mark.parametrize("seed", [0, 1, 4])  # 4: the bfloat16 running mean that once false-alarmed
 def test_full_grid_passes_a_correct_port(seed):
     """A CI-sized `--full` run: the CBAM knob grid and edge cases (where the old relative rule raised
     false alarms in float32: cancelled sums, one-element tensors at C=1) pass with PyTorch."""
