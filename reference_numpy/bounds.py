@@ -349,7 +349,7 @@ def _cbam(cfg: CBAMConfig, cache: Any, dy: Array | None) -> tuple[Array, Array |
     mg = _fn(cfg.gate, cache.a, mu)[:, :, None, None]
     x1, g = cache.x1, cache.g
     mx1 = np.abs(x) * mg + np.abs(x1)
-    my, state = mx1, {}
+    my, state = mx1, dict[str, Array]()
     sc = cache.spatial
     if sc is not None:
         w = p["spatial.conv.weight"]

@@ -334,7 +334,7 @@ def _session(
     for cand in blocks:
         if cand.path in done:
             continue
-        info = {
+        info: dict[str, Any] = {
             "path": cand.path,
             "module": cand.kind,
             "class_name": cand.class_name,

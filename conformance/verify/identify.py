@@ -284,7 +284,8 @@ class _MinusInput:
     """The target seen through ``y - x``: a block returning ``x + attention(x)`` conforms this way."""
 
     def __init__(self, adapter: ThirdPartyAdapter):
-        self.inner, self.data_formats, self.search_runs = adapter, adapter.data_formats, {}
+        self.inner, self.data_formats = adapter, adapter.data_formats
+        self.search_runs: dict[Any, list[tuple[Case, Any]]] = {}  # shared by every search
 
     def run(self, cfg: Config, params: Any, x: np.ndarray, dy: Any, **kw: Any) -> Outputs:
         out = self.inner.run(cfg, params, x, dy, **kw)

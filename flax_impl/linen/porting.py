@@ -165,7 +165,7 @@ def _walk(
 
 
 def _order(below: list[Path], scope: Path) -> Any:
-    first = {}
+    first: dict[Any, int] = {}
     for i, p in enumerate(below):
         first.setdefault(p[1 + len(scope)], i)
     return first.__getitem__
