@@ -149,6 +149,15 @@ class Candidate:
     layer_inputs: dict[str, tuple[int, ...]] = dataclasses.field(default_factory=dict)
     hung: bool = False  # its call in the network outlived the time limit (in this process)
 
+    def record_call(self, a: Any, counter: Any) -> None:
+        """Count a call on array ``a``; the first one fixes its order among the candidates and its input."""
+        self.calls += 1
+        if self.calls == 1:
+            self.order = next(counter)
+            self.input_shape = tuple(a.shape)
+            if a.ndim == 4 and np.issubdtype(a.dtype, np.floating):
+                self.input = np.array(a)
+
     @property
     def kind(self) -> str | None:
         if self.structure is not None:
@@ -660,12 +669,7 @@ def linen_capture(
         if cand is None:
             return next_fun(*args, **kwargs)
         assert a is not None
-        cand.calls += 1
-        if cand.calls == 1:
-            cand.order = next(counter)
-            cand.input_shape = tuple(a.shape)
-            if a.ndim == 4 and np.issubdtype(a.dtype, np.floating):
-                cand.input = np.array(a)
+        cand.record_call(a, counter)
         judged = a.ndim == 4 and not active
         if judged and (cand.path in stubs or cand.failure is not None):
             return inp
@@ -789,12 +793,7 @@ def capture(walker: Walker, model: Any, x: np.ndarray, candidates: list[Candidat
             a = walker.as_array(inp)
             if a is None:  # a symbolic call (Keras builds layers so) or no tensor: not a call to judge
                 return original(*args, **kwargs)
-            cand.calls += 1
-            if cand.calls == 1:
-                cand.order = next(counter)
-                cand.input_shape = tuple(a.shape)
-                if a.ndim == 4 and np.issubdtype(a.dtype, np.floating):
-                    cand.input = np.array(a)
+            cand.record_call(a, counter)
             # only an outermost candidate's 4-D call is judged and, when it fails, replaced by the identity; a
             # call inside another candidate (CBAM's channel half) or on anything else runs as it is
             judged = a.ndim == 4 and not active
