@@ -27,6 +27,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from ._cli import Parser
 from ._cli import seed as _seed
 from .adapters import ADAPTERS, get_adapter, is_installed
 from .grid import DATA_FORMATS, MODULES
@@ -74,7 +75,7 @@ FRAMEWORKS_HELP = f"comma-separated, from {', '.join(ADAPTERS)} ('flax' means bo
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = Parser(
         prog="python -m conformance",
         description="Check SE/CBAM/ECA implementations against attnspec's reference (SPEC.md section 9).",
     )

@@ -11,7 +11,7 @@ import numpy as np
 from ..runner import check_case
 from ..runner import exception_line as _last_line
 from ..verify import worker
-from ..verify.api import TargetImportError, load_target, verify
+from ..verify.api import TargetImportError, check_seed, load_target, verify
 from ..verify.binding import FRAMEWORKS, _structure
 from ..verify.check import ThirdPartyAdapter, own_weights_case
 from ..verify.report import VerifyReport
@@ -90,7 +90,12 @@ def audit(
         )
     if not (isinstance(timeout, (int, float)) and not isinstance(timeout, bool) and timeout > 0):
         raise ValueError(f"`timeout` must be a number of seconds > 0. Received: timeout={timeout!r}")
+    check_seed(seed)
+    if not isinstance(isolate, bool):
+        raise TypeError(f"`isolate` must be a bool. Received: isolate={isolate!r}")
     if input_shape is not None:
+        if not isinstance(input_shape, (tuple, list)):
+            raise TypeError(f"`input_shape` must be a tuple of ints >= 1. Received: input_shape={input_shape!r}")
         input_shape = tuple(input_shape)
         if not input_shape or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 1 for d in input_shape):
             raise ValueError(f"`input_shape` must be a tuple of ints >= 1. Received: input_shape={input_shape!r}")
