@@ -296,6 +296,9 @@ def _spec(args: argparse.Namespace) -> int:
         return "\n".join(f"  {n:<4} {title}" for n, title in spec_sections().items())
 
     if args.list:
+        if args.section:
+            print(f"error: --list takes no section. Received: {' '.join(args.section)!r}", file=sys.stderr)
+            return 2
         print(listing())
         return 0
     section = " ".join(args.section) or None
