@@ -38,7 +38,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from . import ops
-from .config import CBAMConfig, Config, ECAConfig, SEConfig
+from .config import CBAMConfig, Config, ECAConfig, SEConfig, check_config
 
 __all__ = ["C_LIB", "FUNCTIONS", "Bounds", "error_bounds"]
 
@@ -409,15 +409,20 @@ def error_bounds(cfg: Config, cache: Any, dy: Any = None) -> Bounds:
     layout, as for :func:`reference_numpy.backward`. The bound on the absolute rounding error of
     an element computed in a format with unit roundoff ``u`` is ``u * M`` (SPEC.md 9.3).
     """
+    from ._io import cotangent
+    from .cbam import CBAMCache
+    from .eca import ECACache
+    from .se import SECache
+
+    check_config(cfg)
+    if not isinstance(cache, (SECache, CBAMCache, ECACache)):
+        raise TypeError(
+            f"`cache` must be the cache a forward pass returned. Received: cache of type {type(cache).__name__}"
+        )
     if cache.cfg != cfg:
         raise ValueError(f"`cache` was made by a forward pass of {cache.cfg}, not of {cfg}")
     fmt = cache.data_format
-    dy64 = None
-    if dy is not None:
-        dy64 = np.asarray(dy, dtype=np.float64)
-        dy64 = dy64 if fmt == "channels_first" else dy64.transpose(0, 3, 1, 2)
-        if dy64.shape != cache.x.shape:
-            raise ValueError(f"`dy` must have the output's shape. Received: dy of shape {np.shape(dy)}")
+    dy64 = None if dy is None else cotangent(dy, cache.x.shape, fmt)
     state: dict[str, Array] = {}
     if isinstance(cfg, CBAMConfig):
         my, mdx, grads, state = _cbam(cfg, cache, dy64)

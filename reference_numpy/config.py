@@ -541,6 +541,8 @@ def make_config(module: str, channels: int, *, preset: str | None = None, **knob
 
 def knob_names(module: str) -> tuple[str, ...]:
     """The keyword arguments (besides ``channels``) of ``module``'s config, in declaration order."""
+    if not isinstance(module, str) or module not in CONFIG_TYPES:
+        raise ValueError(f"`module` must be one of {', '.join(map(repr, CONFIG_TYPES))}. Received: module={module!r}")
     return tuple(f.name for f in dataclasses.fields(CONFIG_TYPES[module]) if f.name != "channels")
 
 

@@ -22,15 +22,20 @@ ADAPTERS: dict[str, tuple[str, str, tuple[str, ...]]] = {
 }
 
 
+def _check_name(name: object) -> None:
+    if not isinstance(name, str) or name not in ADAPTERS:
+        raise ValueError(f"Unknown framework {name!r}. Expected one of {', '.join(map(repr, ADAPTERS))}")
+
+
 def is_installed(name: str) -> bool:
     """Whether the packages adapter ``name`` needs are importable (without importing them)."""
+    _check_name(name)
     return all(importlib.util.find_spec(p) is not None for p in ADAPTERS[name][2])
 
 
 def get_adapter(name: str) -> Adapter:
     """Instantiate adapter ``name`` (imports its framework)."""
-    if name not in ADAPTERS:
-        raise ValueError(f"Unknown framework {name!r}. Expected one of {', '.join(map(repr, ADAPTERS))}")
+    _check_name(name)
     module, cls, needs = ADAPTERS[name]
     if not is_installed(name):
         raise ModuleNotFoundError(f"Framework {name!r} needs {', '.join(needs)}, which is not installed")

@@ -86,6 +86,8 @@ def attention_configs(module: nn.Module, *args: Any, **kwargs: Any) -> dict[str,
     nothing is computed. Pass the result as ``configs`` to :func:`load_torch_state_dict` and
     :func:`to_torch_state_dict` so that each block is checked against its real config.
     """
+    if not isinstance(module, nn.Module):
+        raise TypeError(f"`module` must be a Linen module. Received: {type(module).__name__}")
     found: dict[str, Config] = {}
 
     def record(next_fun: Any, args: Any, kwargs: Any, context: Any) -> Any:

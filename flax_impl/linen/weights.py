@@ -46,4 +46,6 @@ def to_canonical(cfg: Config, variables: Mapping[str, Any]) -> dict[str, np.ndar
 
     The arrays keep their dtype; every missing, unexpected or mis-shaped key is reported at once.
     """
+    if not isinstance(variables, Mapping):
+        raise TypeError(f"`variables` must be Linen variables (a mapping). Received: {type(variables).__name__}")
     return from_framework(cfg, flatten(variables), "flax")

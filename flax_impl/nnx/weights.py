@@ -58,6 +58,10 @@ def load_canonical(module: Attention, params: Mapping[str, Any], strict: bool = 
 
 def to_canonical(module: Attention) -> dict[str, np.ndarray]:
     """``module``'s weights and running statistics as canonical NumPy arrays (dtypes kept)."""
+    if not isinstance(module, Attention):
+        raise TypeError(
+            f"`module` must be an attnspec NNX module (SqueezeExcite, CBAM or ECA). Received: {type(module).__name__}"
+        )
     variables = module._variables()
     flat = {variable_key(e): variables[e.key].get_value() for e in entries(module.config)}
     return from_framework(module.config, flat, "flax")
