@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import struct
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -255,6 +256,8 @@ def _check_metadata(where: str, meta: dict[str, str]) -> None:
             )
     if not (meta["seed"].isascii() and meta["seed"].isdigit() and len(meta["seed"]) <= 20):
         raise VectorError(f"{where} has metadata seed={meta['seed']!r}; expected an integer >= 0")
+    if "spec_version" in meta and not re.fullmatch(r"[0-9]+(\.[0-9]+)*", meta["spec_version"]):
+        raise VectorError(f"{where} has metadata spec_version={meta['spec_version']!r}; expected a version like '1.1'")
     if not meta["case"].strip():
         raise VectorError(f"{where} has metadata case={meta['case']!r}; expected the case's name")
 

@@ -762,6 +762,7 @@ def vectors_rows(tmp: str) -> list[Row]:
         ("seed", "1e3", "seed"),
         ("seed", "9" * 5000, "seed"),
         ("case", "", "case"),
+        ("spec_version", "1,1", "spec_version"),
     ]:
         rows.append(rewritten(f"metadata.{key}={value[:12]!r}", needle, meta_={**meta, key: value}))
     for key in METADATA:
@@ -1454,3 +1455,29 @@ def test_the_classifier_can_fail():
     assert classify(_raises("type", lambda: ref.param_layout("se"), ValueError, "cfg"))[0] == "other"
     assert classify(_raises("name", lambda: SEConfig(0), ValueError, "`rd_ratio`"))[0] == "other"
     assert classify(_raises("math", lambda: math.log(-1), ValueError, "domain"))[0] == "clear"
+    assert classify(_raises("exit", lambda: sys.exit(0), ValueError, "x"))[0] == "other"  # never ends the run
+
+
+def test_the_refusal_rows_can_fail():
+    """Non-vacuity of the rows that refuse by returning: a wrong exit status, a second line on stderr, a
+    traceback, a passing report, and a strict xfail that became clear are each caught."""
+    assert classify(_cli("exit0", ["spec", "--list"], 2))[0] == "other"
+    assert classify(_cli("lines", ["spec", "99"], 2, "99"))[0] == "other"  # the listing follows its error line
+    assert classify(_cli("ok", ["spec", "99"], 2, "99", err_lines=3))[0] == "other"
+    traceback = Row(
+        "tb", lambda: Ran(2, "", "Traceback (most recent call last):\n"), (), (), refused=_cli("", [], 2).refused
+    )
+    assert classify(traceback)[0] == "other"
+
+    class Report:
+        passed = True
+
+        def to_text(self) -> str:
+            return "PASS: it conforms"
+
+    assert classify(_failed_report("passed", Report, "conforms"))[0] == "other"
+    Report.passed = False
+    assert classify(_failed_report("failed", Report, "conforms"))[0] == "clear"
+    assert classify(_failed_report("unnamed", Report, "the reason"))[0] == "other"
+    with pytest.raises(AssertionError, match="no longer fail"):
+        run_section("xfail", [_xfail(_raises("fixed", lambda: math.log(-1), ValueError, "domain"), "why")])
