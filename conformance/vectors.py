@@ -292,9 +292,9 @@ def _check_tensors(where: str, cfg: ref.Config, t: dict[str, np.ndarray], implie
     for k in implied:
         if k not in t:
             continue  # said below, with every other missing one
-        want = x.shape if k in ("y", "dx") else layout[k.split(".", 1)[1]].shape
-        if t[k].shape != tuple(want):
-            raise VectorError(f"{where}: tensor {k!r} has shape {t[k].shape}, expected {tuple(want)}")
+        shape = tuple(x.shape if k in ("y", "dx") else layout[k.split(".", 1)[1]].shape)
+        if t[k].shape != shape:
+            raise VectorError(f"{where}: tensor {k!r} has shape {t[k].shape}, expected {shape}")
     if t["dy"].shape != x.shape:
         raise VectorError(f"{where}: tensor 'dy' has shape {t['dy'].shape}, expected the input's {x.shape}")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from typing import Any
@@ -36,6 +37,9 @@ from .walk import (
 )
 
 __all__ = ["DEFAULT_SPATIAL", "audit"]
+
+MAX_SAMPLE = 2**28
+"""The most values a sample input ``input_shape`` may ask for (1 GiB in float32)."""
 
 DEFAULT_SPATIAL = 64
 """Height and width of the default sample input: a ResNet's fifth stage still sees 2 x 2 maps."""
@@ -99,6 +103,11 @@ def audit(
         input_shape = tuple(input_shape)
         if not input_shape or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 1 for d in input_shape):
             raise ValueError(f"`input_shape` must be a tuple of ints >= 1. Received: input_shape={input_shape!r}")
+        if math.prod(input_shape) > MAX_SAMPLE:
+            raise ValueError(
+                f"`input_shape` asks for a sample of more than the {MAX_SAMPLE} values an audit draws. "
+                f"Received: input_shape={input_shape!r}"
+            )
     if sample is not None:
         sample = np.asarray(sample.detach().cpu() if hasattr(sample, "detach") else sample)
         if not np.issubdtype(sample.dtype, np.floating):
