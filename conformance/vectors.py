@@ -263,7 +263,8 @@ def _check_metadata(where: str, meta: dict[str, str]) -> None:
 
 
 def _check_tensors(where: str, cfg: ref.Config, t: dict[str, np.ndarray], implied: list[str], data_format: str) -> None:
-    """Tensor names, dtypes, shapes and finiteness: what the config and the stored input imply."""
+    """Tensor names, dtypes and shapes: what the config and the stored input imply. NaN and +-Inf are values
+    (SPEC.md section 1, non-finite values): a case may hold them."""
     known = {"x", "dy", *implied}
     unknown = [k for k in t if k not in known and not k.startswith(("params.", "grads.", "state.", BOUND_PREFIX))]
     if unknown:
@@ -285,9 +286,6 @@ def _check_tensors(where: str, cfg: ref.Config, t: dict[str, np.ndarray], implie
             f"{where}: tensor 'x' of shape {x.shape} has {channels} channels ({data_format}); its config has "
             f"{cfg.channels}"
         )
-    for k, v in t.items():
-        if not k.startswith(BOUND_PREFIX) and not np.isfinite(v).all():
-            raise VectorError(f"{where}: tensor {k!r} holds NaN or infinite values; a case and its results are finite")
     layout = ref.param_layout(cfg)
     for k in implied:
         if k not in t:
@@ -306,7 +304,7 @@ def load_vector(path: str | os.PathLike[str]) -> tuple[Case, Outputs]:
     has none (it is then compared with the relative rule). Raises :class:`VectorError`, naming
     the file, for another format or version, missing metadata, a dtype, data format, mode or
     seed outside the spec's sets, a bad config, a tensor set that does not match the config's
-    canonical layout, a tensor of another dtype or shape than the format's, non-finite inputs, a
+    canonical layout, a tensor of another dtype or shape than the format's, a
     gradient or BN-state tensor the metadata implies but the file lacks, and a missing, malformed
     or negative bound. ``path`` not being a path is a ``TypeError``.
     """
