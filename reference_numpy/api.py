@@ -26,6 +26,7 @@ def _quiet_if_nonfinite(*values: Any) -> Any:
                 return np.errstate(invalid="ignore", over="ignore", divide="ignore")
     return contextlib.nullcontext()
 
+
 _FORWARD = {SEConfig: se_forward, CBAMConfig: cbam_forward, ECAConfig: eca_forward}
 _BACKWARD = {SEConfig: se_backward, CBAMConfig: cbam_backward, ECAConfig: eca_backward}
 

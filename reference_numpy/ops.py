@@ -58,7 +58,6 @@ GATES: dict[str, tuple[Callable[[Array], Array], Callable[[Array], Array]]] = {
 }
 
 
-
 def _select(cond: Array, value: Array) -> Array:
     """``where(cond, value, 0)``: the unselected 0 is exact whatever ``value`` holds (Inf, NaN).
 
