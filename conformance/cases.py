@@ -321,3 +321,36 @@ def saturating_case(
             data_format=data_format,
         )
     return dataclasses.replace(case, params=p)
+
+
+NONFINITE_VALUES: dict[str, float] = {"nan": float("nan"), "inf": float("inf"), "-inf": float("-inf")}
+
+
+def nonfinite_cases(
+    cfg: Config, *, seed: int = 0, dtype: str = "float64", training: bool = False, data_format: str = "channels_first"
+) -> Iterator[Case]:
+    """SPEC.md section 1's non-finite rule, exercised: the default case with one entry made NaN, +Inf or -Inf.
+
+    The entry is the first of ``x`` (a corner: it meets the convolutions' padding), the first of
+    each canonical parameter (for a kernel, its first tap: it multiplies padded zeros), or the
+    first of ``dy``. Case names are ``nonfinite-<place>-<value>``, place ``x``, ``dy`` or a
+    canonical parameter name.
+
+    >>> from reference_numpy import SEConfig
+    >>> [c.name for c in nonfinite_cases(SEConfig(channels=8))][:4]
+    ['nonfinite-x-nan', 'nonfinite-x-inf', 'nonfinite-x--inf', 'nonfinite-fc1.weight-nan']
+    """
+    base = make_case(cfg, seed=seed, dtype=dtype, training=training, data_format=data_format)
+    for place in ("x", *base.params, "dy"):
+        for label, value in NONFINITE_VALUES.items():
+            x, dy, params = base.x, base.dy, dict(base.params)
+            if place == "x":
+                x = x.copy()
+                x.flat[0] = value
+            elif place == "dy":
+                dy = dy.copy()
+                dy.flat[0] = value
+            else:
+                params[place] = params[place].copy()
+                params[place].flat[0] = value
+            yield dataclasses.replace(base, name=f"nonfinite-{place}-{label}", x=x, dy=dy, params=params)

@@ -58,7 +58,7 @@ from .params import KeyMismatchError, canonical_arrays, check_fits, check_params
 from .porting import PortError, PortReport
 from .se import se_backward, se_forward
 
-SPEC_VERSION = "1.1"
+SPEC_VERSION = "1.2"
 
 __all__ = [
     "FRAMEWORKS",

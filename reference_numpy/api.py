@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping
 from typing import Any
 
@@ -13,6 +14,18 @@ from .eca import ECACache, eca_backward, eca_forward
 from .se import SECache, se_backward, se_forward
 
 Cache = SECache | CBAMCache | ECACache
+
+
+def _quiet_if_nonfinite(*values: Any) -> Any:
+    """NumPy's floating-point warnings off when an input holds NaN or Inf (SPEC.md section 1: they
+    are values, and Inf * 0 = NaN is the rule, not an accident); on for finite inputs."""
+    for v in values:
+        for a in v.values() if isinstance(v, Mapping) else (v,):
+            a = np.asarray(a)
+            if a.dtype.kind in "fc" and not np.isfinite(a).all():
+                return np.errstate(invalid="ignore", over="ignore", divide="ignore")
+    return contextlib.nullcontext()
+
 
 _FORWARD = {SEConfig: se_forward, CBAMConfig: cbam_forward, ECAConfig: eca_forward}
 _BACKWARD = {SEConfig: se_backward, CBAMConfig: cbam_backward, ECAConfig: eca_backward}
@@ -37,7 +50,9 @@ def forward(
     >>> y.shape, state
     ((2, 16, 5, 3), {})
     """
-    return _FORWARD[type(check_config(cfg))](x, params, cfg, training=training, data_format=data_format)  # type: ignore[operator]
+    run = _FORWARD[type(check_config(cfg))]
+    with _quiet_if_nonfinite(x, params):
+        return run(x, params, cfg, training=training, data_format=data_format)  # type: ignore[operator]
 
 
 def backward(cfg: Config, dy: Any, cache: Cache) -> tuple[np.ndarray, dict[str, np.ndarray]]:
@@ -51,4 +66,6 @@ def backward(cfg: Config, dy: Any, cache: Cache) -> tuple[np.ndarray, dict[str, 
         )
     if cache.cfg != cfg:
         raise ValueError(f"`cache` was made by a forward pass of {cache.cfg}, not of {cfg}")
-    return _BACKWARD[type(check_config(cfg))](dy, cache)  # type: ignore[operator]
+    run = _BACKWARD[type(check_config(cfg))]
+    with _quiet_if_nonfinite(dy, cache.x, cache.params):
+        return run(dy, cache)  # type: ignore[operator]

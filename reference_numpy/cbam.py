@@ -53,7 +53,7 @@ def _spatial_backward(
 ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Returns (dx1, grads of the spatial parameters)."""
     grads = {}
-    dzs = (dy * x1).sum(axis=1, keepdims=True) * ops.GATES[cfg.gate][1](sc.zs)
+    dzs = ops.GATE_VJPS[cfg.gate](sc.zs, (dy * x1).sum(axis=1, keepdims=True))
     if sc.bn is not None:
         dzs, grads["spatial.bn.weight"], grads["spatial.bn.bias"] = ops.bn_backward(dzs, sc.bn)
     if cfg.spatial_bias:
@@ -92,7 +92,7 @@ def cbam_backward(dy: Any, cache: CBAMCache) -> tuple[np.ndarray, dict[str, np.n
     grads: dict[str, np.ndarray] = {}
     if cache.spatial is not None:
         dx1, grads = _spatial_backward(dx1, cache.x1, cache.spatial, p, c)
-    da = (dx1 * x).sum(axis=(2, 3)) * ops.GATES[c.gate][1](cache.a)
+    da = ops.GATE_VJPS[c.gate](cache.a, (dx1 * x).sum(axis=(2, 3)))
     dz, mlp_grads = ops.mlp_backward(da, cache.mlp, p["channel.fc1.weight"], p["channel.fc2.weight"], c.act)
     grads.update({f"channel.{k}": v for k, v in mlp_grads.items()})
     dx = dx1 * cache.g

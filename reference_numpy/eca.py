@@ -41,7 +41,7 @@ def eca_backward(dy: Any, cache: ECACache) -> tuple[np.ndarray, dict[str, np.nda
     check_cache(cache, ECACache)
     cfg, x = cache.cfg, cache.x
     dy = cotangent(dy, x.shape, cache.data_format)
-    du = (dy * x).sum(axis=(2, 3)) * ops.GATES[cfg.gate][1](cache.u)
+    du = ops.GATE_VJPS[cfg.gate](cache.u, (dy * x).sum(axis=(2, 3)))
     dz, dw = ops.conv1d_backward(du, cache.z, cache.params["conv.weight"], cfg.padding)
     grads = {"conv.weight": dw}
     if cfg.bias:

@@ -15,7 +15,9 @@ from numpy.lib.stride_tricks import sliding_window_view
 Array = np.ndarray
 
 # ----------------------------------------------------------------------------- activations
-# Each entry: (f, df) with df the derivative with respect to the pre-activation.
+# Each entry: (f, df) with df the derivative with respect to the pre-activation. A backward
+# does not multiply by df: it calls ACT_VJPS / GATE_VJPS, which apply SPEC.md section 1's
+# non-finite rule (a piecewise derivative selects; a smooth one multiplies).
 
 _erf = np.frompyfunc(math.erf, 1, 1)  # exact erf, elementwise in C (NumPy has no erf ufunc)
 
@@ -55,6 +57,41 @@ GATES: dict[str, tuple[Callable[[Array], Array], Callable[[Array], Array]]] = {
     ),
 }
 
+
+def _select(cond: Array, value: Array) -> Array:
+    """``where(cond, value, 0)``: the unselected 0 is exact whatever ``value`` holds (Inf, NaN).
+
+    ``cond`` is made of IEEE comparisons, so it is false where the input is NaN.
+    """
+    with np.errstate(invalid="ignore", over="ignore"):
+        return np.where(cond, value, 0.0)
+
+
+def _smooth(df: Callable[[Array], Array]) -> Callable[[Array, Array], Array]:
+    def vjp(x: Array, g: Array) -> Array:
+        return g * df(x)  # IEEE: Inf * 0 is NaN
+
+    return vjp
+
+
+def _hard_swish_vjp(x: Array, g: Array) -> Array:
+    with np.errstate(invalid="ignore", over="ignore"):
+        return np.where(x > 3.0, g, _select((x >= -3.0) & (x <= 3.0), g * (x / 3.0 + 0.5)))
+
+
+# vjp(x, g) = g * f'(x) under SPEC.md section 1: a piecewise function's derivative is a selection.
+ACT_VJPS: dict[str, Callable[[Array, Array], Array]] = {
+    "relu": lambda x, g: _select(x > 0, g),
+    "relu6": lambda x, g: _select((x > 0) & (x < 6), g),
+    "silu": _smooth(ACTS["silu"][1]),
+    "gelu": _smooth(ACTS["gelu"][1]),
+    "hard_swish": _hard_swish_vjp,
+}
+GATE_VJPS: dict[str, Callable[[Array, Array], Array]] = {
+    "sigmoid": _smooth(GATES["sigmoid"][1]),
+    "hard_sigmoid": lambda x, g: _select((x > -3.0) & (x < 3.0), g / 6.0),
+}
+
 # ----------------------------------------------------------------------------- pools
 # pool(x, axes) keeps the pooled axes (size 1); pool_grad(x, y, dy, axes) -> dx.
 
@@ -72,18 +109,21 @@ def _max(x: Array, axes: tuple[int, ...]) -> Array:
 
 
 def _max_grad(x: Array, y: Array, dy: Array, axes: tuple[int, ...]) -> Array:
-    hit = x == y  # ties share the gradient evenly
+    hit = x == y  # ties share the gradient evenly; a NaN max is equal to nothing
     with np.errstate(invalid="ignore", divide="ignore"):
-        return hit * (dy / hit.sum(axis=axes, keepdims=True))
+        return _select(hit, dy / hit.sum(axis=axes, keepdims=True))
 
 
 def _lse(x: Array, axes: tuple[int, ...]) -> Array:
     m = x.max(axis=axes, keepdims=True)
-    return m + np.log(np.exp(x - m).sum(axis=axes, keepdims=True))
+    m = np.where(np.isfinite(m), m, 0.0)  # shift by a finite max only: +/-Inf windows give +/-Inf
+    with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
+        return m + np.log(np.exp(x - m).sum(axis=axes, keepdims=True))
 
 
 def _lse_grad(x: Array, y: Array, dy: Array, axes: tuple[int, ...]) -> Array:
-    return dy * np.exp(x - y)  # softmax weights
+    with np.errstate(invalid="ignore", over="ignore"):
+        return dy * np.exp(x - y)  # softmax weights
 
 
 def _lp(x: Array, axes: tuple[int, ...]) -> Array:
@@ -117,7 +157,7 @@ def mlp_forward(z: Array, w1: Array, b1: Array | None, w2: Array, b2: Array | No
 def mlp_backward(du: Array, cache: tuple, w1: Array, w2: Array, act: str) -> tuple[Array, dict[str, Array]]:
     """Backward of :func:`mlp_forward`: ``du`` (N, C) -> dz (P, N, C) and grads fc{1,2}.{weight,bias}."""
     z, h, a = cache
-    dh = (du @ w2) * ACTS[act][1](h)  # (P, N, hidden)
+    dh = ACT_VJPS[act](h, du @ w2)  # (P, N, hidden)
     grads = {
         "fc1.weight": np.einsum("pnh,pnc->hc", dh, z),
         "fc1.bias": dh.sum(axis=(0, 1)),
@@ -138,11 +178,26 @@ def conv2d(d: Array, w: Array) -> Array:
 
 
 def conv2d_backward(dz: Array, d: Array, w: Array) -> tuple[Array, Array]:
-    """Returns (dd, dw): dd is the 'same' correlation of dz with the flipped, transposed kernel."""
-    p = w.shape[-1] // 2
+    """Returns (dd, dw): dd is the 'same' correlation of dz with the flipped, transposed kernel.
+
+    dw has a term for every product of the forward, padded zeros included (an Inf in dz meets a
+    padded zero: NaN); dd has none for outputs that do not exist (SPEC.md section 1). Padding dz
+    with zeros adds such terms, ``0 * w``: they are exact zeros while w is finite, and are
+    masked out when it is not.
+    """
+    k = w.shape[-1]
+    p = k // 2
     win = sliding_window_view(np.pad(d, ((0, 0), (0, 0), (p, p), (p, p))), w.shape[-2:], axis=(2, 3))
     dw = np.einsum("nohw,nihwab->oiab", dz, win, optimize=True)
-    return conv2d(dz, w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3)), dw
+    flipped = w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3)  # (I, O, k, k)
+    if np.isfinite(w).all():
+        return conv2d(dz, flipped), dw
+    h, wd = dz.shape[-2:]
+    dz_win = sliding_window_view(np.pad(dz, ((0, 0), (0, 0), (p, p), (p, p))), (k, k), axis=(2, 3))
+    exists = sliding_window_view(np.pad(np.ones((h, wd), bool), p), (k, k))  # (H, W, k, k)
+    with np.errstate(invalid="ignore", over="ignore"):
+        terms = dz_win[:, None] * flipped[None, :, :, None, None]  # (N, I, O, H, W, k, k)
+        return np.where(exists, terms, 0.0).sum(axis=(2, 5, 6)), dw
 
 
 def pad_index(length: int, pad: int, mode: str) -> tuple[Array, Array]:
@@ -155,15 +210,24 @@ def pad_index(length: int, pad: int, mode: str) -> tuple[Array, Array]:
 def conv1d(z: Array, w: Array, mode: str) -> Array:
     """ECA's 1-D correlation over channels of z (N, C): u[c] = sum_j w[j] z_pad[c + j]."""
     idx, valid = pad_index(z.shape[1], w.shape[0] // 2, mode)
-    return sliding_window_view(z[:, idx] * valid, w.shape[0], axis=1) @ w
+    return sliding_window_view(np.where(valid, z[:, idx], 0.0), w.shape[0], axis=1) @ w
 
 
 def conv1d_backward(du: Array, z: Array, w: Array, mode: str) -> tuple[Array, Array]:
-    """Returns (dz, dw) for :func:`conv1d`; padded positions fold back onto the channels they copy."""
+    """Returns (dz, dw) for :func:`conv1d`; padded positions fold back onto the channels they copy.
+
+    As in :func:`conv2d_backward`, dz has no term for outputs that do not exist.
+    """
     k = w.shape[0]
     idx, valid = pad_index(z.shape[1], k // 2, mode)
-    dw = np.einsum("nck,nc->k", sliding_window_view(z[:, idx] * valid, k, axis=1), du)
-    dz_pad = sliding_window_view(np.pad(du, ((0, 0), (k - 1, k - 1))), k, axis=1) @ w[::-1]
+    dw = np.einsum("nck,nc->k", sliding_window_view(np.where(valid, z[:, idx], 0.0), k, axis=1), du)
+    if np.isfinite(w).all():
+        dz_pad = sliding_window_view(np.pad(du, ((0, 0), (k - 1, k - 1))), k, axis=1) @ w[::-1]
+    else:
+        exists = sliding_window_view(np.pad(np.ones(du.shape[1], bool), k - 1), k)  # (C + k - 1, k)
+        with np.errstate(invalid="ignore", over="ignore"):
+            terms = sliding_window_view(np.pad(du, ((0, 0), (k - 1, k - 1))), k, axis=1) * w[::-1]
+            dz_pad = np.where(exists, terms, 0.0).sum(axis=-1)
     dz = np.zeros_like(z)
     np.add.at(dz.T, idx[valid], dz_pad[:, valid].T)  # dz.T is a view: folds the padding back
     return dz, dw

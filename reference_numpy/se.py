@@ -44,7 +44,7 @@ def se_backward(dy: Any, cache: SECache) -> tuple[np.ndarray, dict[str, np.ndarr
     check_cache(cache, SECache)
     cfg, x, p = cache.cfg, cache.x, cache.params
     dy = cotangent(dy, x.shape, cache.data_format)
-    du = (dy * x).sum(axis=(2, 3)) * ops.GATES[cfg.gate][1](cache.u)
+    du = ops.GATE_VJPS[cfg.gate](cache.u, (dy * x).sum(axis=(2, 3)))
     dz, grads = ops.mlp_backward(du, cache.mlp, p["fc1.weight"], p["fc2.weight"], cfg.act)
     dx = dy * cache.s[:, :, None, None] + ops.POOLS["avg"][1](x, None, dz[0][:, :, None, None], (2, 3))
     return to_layout(dx, cache.data_format, cache.dtype), {k: grads[k] for k in p}
