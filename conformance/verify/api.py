@@ -8,11 +8,11 @@ from typing import Any
 
 import numpy as np
 
-from reference_numpy import THIRD_PARTY, Config, describe, differences, equivalent, make_config
+from reference_numpy import FRAMEWORKS, MODULES, THIRD_PARTY, Config, describe, differences, equivalent, make_config
 
 from ..runner import check_case
 from ..runner import exception_line as _last_line
-from .binding import FRAMEWORKS, MODULES, Structure, _canonical, _structure
+from .binding import Structure, _canonical, _structure
 from .check import ThirdPartyAdapter, _cases, _full_check_failures, _probe, own_weights_case, precision_sentences
 from .diagnosis import _why_not, structural_findings
 from .identify import _identify, off_spec_findings
