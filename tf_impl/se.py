@@ -20,18 +20,9 @@ class SqueezeExcite(AttentionLayer[SEConfig]):
         channels: Number of input channels ``C``.
         preset: ``"official"``, ``"timm"`` or ``"torchvision"`` (SPEC.md section 6); the
             knobs given explicitly override it.
-        data_format: ``"channels_last"`` (N, H, W, C) or ``"channels_first"`` (N, C, H, W).
-            Defaults to ``keras.config.image_data_format()``.
         rd_ratio, rd_channels, rd_divisor, rd_round, bias, act, gate: keyword-only, the
             fields of ``reference_numpy.SEConfig``, with its defaults (the authors' release).
-        **kwargs: ``keras.layers.Layer`` arguments (``name``, ``dtype``, ``trainable``).
-
-    Input shape:
-        4D tensor ``(batch, height, width, channels)`` with ``data_format="channels_last"``,
-        ``(batch, channels, height, width)`` with ``data_format="channels_first"``.
-
-    Output shape:
-        The input's shape; the dtype is the layer's compute dtype.
+        {data_format, **kwargs, input and output shapes}
 
     Example:
 
@@ -46,6 +37,6 @@ class SqueezeExcite(AttentionLayer[SEConfig]):
 
     module = "se"
 
-    def attend(self, x: Any, p: dict[str, Any], training: bool) -> tuple[Any, dict[str, Any]]:
+    def _attend(self, x: Any, p: dict[str, Any], training: bool) -> tuple[Any, dict[str, Any]]:
         s = GATES[self.config.gate](mlp(self.pool("avg", x), p, "", self.config.act))
         return self.gate(x, s), {}
