@@ -65,7 +65,7 @@ from .describe import (
 from .eca import eca_backward, eca_forward
 from .params import KeyMismatchError, canonical_arrays, check_fits, check_params, init_params, real_arrays
 from .porting import PortError, PortReport
-from .ports import Registry, check_strict, constructor_signature, show_constructor, staged_canonical
+from .ports import PORT_API, Registry, check_strict, constructor_signature, show_constructor, staged_canonical
 from .se import se_backward, se_forward
 
 SPEC_VERSION = "1.1"
@@ -77,6 +77,7 @@ __all__ = [
     "FRAMEWORKS",
     "MODULES",
     "PORTS",
+    "PORT_API",
     "REQUIRES",
     "SPEC_VERSION",
     "THIRD_PARTY",

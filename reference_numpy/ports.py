@@ -30,9 +30,12 @@ from .config import CONFIG_TYPES, Config, check_module, param_layout
 from .convert import to_framework_array
 from .params import canonical_arrays
 
-__all__ = ["Registry", "check_strict", "constructor_signature", "show_constructor", "staged_canonical"]
+__all__ = ["PORT_API", "Registry", "check_strict", "constructor_signature", "show_constructor", "staged_canonical"]
 
 T = TypeVar("T")
+
+PORT_API = ("SqueezeExcite", "CBAM", "ECA", "class_for", "from_config", "load_canonical", "to_canonical")
+"""What every port's package exports, each port adding its base class and its own tools to its ``__all__``."""
 
 
 class Registry(dict[str, T]):
@@ -65,7 +68,11 @@ class Registry(dict[str, T]):
             self.setdefault(check_module(cls.module), cls)
 
     def class_for(self, module: str) -> T:
-        """The class of spec module ``module``; a ValueError for a name that is not a module of the spec."""
+        """The port's class of spec module ``module`` (``"se"``, ``"cbam"`` or ``"eca"``).
+
+        Every port publishes this as its ``class_for``. A name that is not a module of the spec
+        is a ValueError; a module the port has no class of (yet), a LookupError.
+        """
         if check_module(module) not in self:
             raise LookupError(f"{self.port} has no class of module {module!r}. It has: {', '.join(self)}")
         return self[module]

@@ -109,6 +109,14 @@ def test_adapters_use_only_what_the_ports_publish(path: pathlib.Path) -> None:
 
 
 @pytest.mark.parametrize("port", PORT_PARAMS)
+def test_every_port_exports_the_same_api(port: str) -> None:
+    pkg = _package(port)
+    assert set(ref.PORT_API) <= set(pkg.__all__)
+    assert [pkg.class_for(m).__name__ for m in MODULES] == ["SqueezeExcite", "CBAM", "ECA"]
+    assert all(getattr(pkg, name) is pkg.class_for(m) for name, m in zip(ref.PORT_API[:3], MODULES, strict=True))
+
+
+@pytest.mark.parametrize("port", PORT_PARAMS)
 def test_one_registry_idiom(port: str) -> None:
     pkg = _package(port)
     for module in MODULES:
@@ -154,6 +162,9 @@ def test_keras_layers_share_one_text_for_the_common_arguments() -> None:
         doc = tf_impl.class_for(module).__doc__
         assert "{" not in doc.split("Example:")[0], doc
         assert "data_format:" in doc and "\n    Input shape:\n" in doc and "\n    Output shape:\n" in doc
+        args = " ".join(doc.split("Args:")[1].split("Input shape:")[0].split())
+        assert all(f"{k}," in args or f"{k}:" in args for k in ref.knob_names(module)), args
+        assert all(f'``"{p}"``' in args for p in CONFIG_TYPES[module].presets), args
 
 
 @pytest.mark.keras

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import textwrap
 from collections.abc import Mapping
 from typing import Any, ClassVar, Generic, TypeVar
 
@@ -12,6 +13,7 @@ import numpy as np
 from keras import ops
 
 from reference_numpy import (
+    CONFIG_TYPES,
     Config,
     InitSpec,
     Registry,
@@ -20,6 +22,7 @@ from reference_numpy import (
     check_training,
     framework_layout,
     from_framework,
+    knob_names,
     make_config,
     param_init,
     show_constructor,
@@ -63,10 +66,13 @@ _OPTIONS = [
 ]
 
 _SHARED_DOC = """\
+    Args:
+        channels: Number of input channels ``C``.
+{preset}
+{knobs}
         data_format: ``"channels_last"`` (N, H, W, C) or ``"channels_first"`` (N, C, H, W).
             Defaults to ``keras.config.image_data_format()``.
-        **kwargs: ``keras.layers.Layer`` arguments (``name``, ``dtype``, ``trainable``); the
-            knobs are keyword-only parameters of their own.
+        **kwargs: ``keras.layers.Layer`` arguments (``name``, ``dtype``, ``trainable``).
 
     Input shape:
         4D tensor ``(batch, height, width, channels)`` with ``data_format="channels_last"``,
@@ -75,8 +81,22 @@ _SHARED_DOC = """\
     Output shape:
         The input's shape; the dtype is the layer's compute dtype.
 """
-_SHARED_DOC_MARK = "        {data_format, **kwargs, input and output shapes}\n"
-"""Where a layer's docstring takes :data:`_SHARED_DOC`: the same in every layer, written once."""
+_SHARED_DOC_MARK = "    {Args, Input shape, Output shape}\n"
+"""Where a layer's docstring takes :data:`_SHARED_DOC`, written once for every layer, its presets and knobs
+filled in from the spec config (``CONFIG_TYPES[module]``)."""
+
+
+def _shared_doc(module: str) -> str:
+    spec = CONFIG_TYPES[module]
+    presets = [f'``"{p}"``' for p in spec.presets]
+    preset = f"preset: {', '.join(presets[:-1])} or {presets[-1]} (SPEC.md section 6); the knobs given override it."
+    knobs = f"{', '.join(knob_names(module))}: keyword-only, the fields of ``reference_numpy.{spec.__name__}``."
+    return _SHARED_DOC.format(preset=_arg(preset), knobs=_arg(knobs))
+
+
+def _arg(text: str) -> str:
+    """One entry of a docstring's ``Args:``, wrapped."""
+    return textwrap.fill(text, 96, initial_indent=" " * 8, subsequent_indent=" " * 12)
 
 
 class AttentionLayer(keras.layers.Layer, Generic[ConfigT]):
@@ -98,7 +118,7 @@ class AttentionLayer(keras.layers.Layer, Generic[ConfigT]):
         # constructor itself forwards only the knobs given, so that a preset is not overridden.
         show_constructor(cls, _OPTIONS)
         if cls.__doc__ is not None:  # None under python -OO
-            cls.__doc__ = cls.__doc__.replace(_SHARED_DOC_MARK, _SHARED_DOC)
+            cls.__doc__ = cls.__doc__.replace(_SHARED_DOC_MARK, _shared_doc(cls.module))
 
     def __init__(self, channels: int, *, preset: str | None = None, data_format: str | None = None, **kwargs: Any):
         layer_kwargs = {k: kwargs.pop(k) for k in list(kwargs) if k in _LAYER_KWARGS}
@@ -250,14 +270,7 @@ class AttentionLayer(keras.layers.Layer, Generic[ConfigT]):
         return gate(x, g, over, self._layout)
 
 
-def class_for(module: str) -> type[AttentionLayer[Any]]:
-    """The layer class of spec module ``module``: ``"se"``, ``"cbam"`` or ``"eca"``.
-
-    >>> import tf_impl
-    >>> tf_impl.class_for("cbam")
-    <class 'tf_impl.cbam.CBAM'>
-    """
-    return _CLASSES.class_for(module)
+class_for = _CLASSES.class_for  # the class of a spec module: class_for("cbam") is CBAM
 
 
 def from_config(cfg: Config | Mapping[str, Any], **layer_kwargs: Any) -> AttentionLayer[Any]:

@@ -22,15 +22,7 @@ class CBAM(AttentionLayer[CBAMConfig]):
     ``moving_variance``; as with Keras's ``BatchNormalization``, a layer with
     ``trainable=False`` runs it in inference mode.
 
-    Args:
-        channels: Number of input channels ``C``.
-        preset: ``"official"`` or ``"timm"`` (SPEC.md section 6); the knobs given
-            explicitly override it.
-        rd_ratio, rd_channels, rd_divisor, rd_round, mlp_bias, act, gate, pool_types,
-            spatial, spatial_kernel_size, spatial_pool_order, spatial_bias, spatial_norm,
-            bn_eps, bn_momentum: keyword-only, the fields of ``reference_numpy.CBAMConfig``
-            with its defaults (the authors' released code).
-        {data_format, **kwargs, input and output shapes}
+    {Args, Input shape, Output shape}
 
     Example:
 

@@ -16,13 +16,9 @@ from ._ops import GATES, channel_conv1d
 class ECA(AttentionLayer[ECAConfig]):
     """Efficient Channel Attention (Wang et al., CVPR 2020): a k-tap 1-D convolution over ``avg(x)``'s channels.
 
-    Args:
-        channels: Number of input channels ``C``.
-        preset: ``"paper"``, ``"timm"`` or ``"timm_ceca"`` (SPEC.md section 6); the knobs
-            given explicitly override it.
-        kernel_size, gamma, beta, padding, bias, gate: keyword-only, the fields of
-            ``reference_numpy.ECAConfig`` with its defaults (``kernel_size=None``: adaptive).
-        {data_format, **kwargs, input and output shapes}
+    ``kernel_size=None`` (the default) takes the paper's adaptive size, ``config.effective_kernel_size``.
+
+    {Args, Input shape, Output shape}
 
     Example:
 

@@ -16,13 +16,9 @@ from ._ops import GATES, mlp
 class SqueezeExcite(AttentionLayer[SEConfig]):
     """Squeeze-and-Excitation (Hu et al., CVPR 2018): ``y = x * gate(fc2(act(fc1(avg(x)))))``.
 
-    Args:
-        channels: Number of input channels ``C``.
-        preset: ``"official"``, ``"timm"`` or ``"torchvision"`` (SPEC.md section 6); the
-            knobs given explicitly override it.
-        rd_ratio, rd_channels, rd_divisor, rd_round, bias, act, gate: keyword-only, the
-            fields of ``reference_numpy.SEConfig``, with its defaults (the authors' release).
-        {data_format, **kwargs, input and output shapes}
+    The knobs' defaults are the authors' release.
+
+    {Args, Input shape, Output shape}
 
     Example:
 

@@ -172,14 +172,7 @@ def _checked_input(x: torch.Tensor, cfg: Config, witness: torch.Tensor, training
 # ----------------------------------------------------------------------------- config and canonical weights
 
 
-def class_for(module: str) -> type[AttentionModule]:
-    """The class of spec module ``module``: ``"se"``, ``"cbam"`` or ``"eca"``.
-
-    >>> import torch_impl
-    >>> torch_impl.class_for("cbam")
-    <class 'torch_impl.cbam.CBAM'>
-    """
-    return _CLASSES.class_for(module)
+class_for = _CLASSES.class_for  # the class of a spec module: class_for("cbam") is CBAM
 
 
 def from_config(

@@ -166,11 +166,4 @@ class Attention(nn.Module):
         return self._attend(x, training, None)
 
 
-def class_for(module: str) -> type[Attention]:
-    """The Linen class of spec module ``module``: ``"se"``, ``"cbam"`` or ``"eca"``.
-
-    >>> from flax_impl import linen
-    >>> linen.class_for("cbam")
-    <class 'flax_impl.linen.cbam.CBAM'>
-    """
-    return _CLASSES.class_for(module)
+class_for = _CLASSES.class_for  # the class of a spec module: class_for("cbam") is CBAM

@@ -140,11 +140,4 @@ class Attention(nnx.Module):
         return self._maps(x, False, None)
 
 
-def class_for(module: str) -> type[Attention]:
-    """The NNX class of spec module ``module``: ``"se"``, ``"cbam"`` or ``"eca"``.
-
-    >>> from flax_impl import nnx
-    >>> nnx.class_for("cbam")
-    <class 'flax_impl.nnx.cbam.CBAM'>
-    """
-    return _CLASSES.class_for(module)
+class_for = _CLASSES.class_for  # the class of a spec module: class_for("cbam") is CBAM
