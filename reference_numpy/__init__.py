@@ -65,7 +65,7 @@ from .describe import (
 from .eca import eca_backward, eca_forward
 from .params import KeyMismatchError, canonical_arrays, check_fits, check_params, init_params, real_arrays
 from .porting import PortError, PortReport
-from .ports import PORT_API, Registry, check_strict, constructor_signature, show_constructor, staged_canonical
+from .ports import PORT_API, Registry, check_strict, constructor_signature, show_constructor, staged_canonical, with_doc
 from .se import se_backward, se_forward
 
 SPEC_VERSION = "1.1"
@@ -140,4 +140,5 @@ __all__ = [
     "to_framework",
     "to_framework_array",
     "width_knobs",
+    "with_doc",
 ]

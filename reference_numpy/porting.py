@@ -45,7 +45,9 @@ from .params import check_fits, real_arrays
 __all__ = [
     "ATTNSPEC",
     "DEFAULT_DIALECT",
+    "EXPORT_DOC",
     "LAYERS",
+    "LOAD_DOC",
     "Plan",
     "PortError",
     "PortReport",
@@ -464,6 +466,29 @@ def export_torch(
 
 
 # ----------------------------------------------------------------------------- stateful models: NNX and Keras
+
+LOAD_DOC = """Load a PyTorch state dict (torch tensors or NumPy arrays) into {model}, in place.
+
+Tensors are placed by module path (see the module docstring) and converted to {framework}'s
+layouts; attention blocks go through the canonical layout in whichever PyTorch dialect
+their keys match. ``num_batches_tracked`` is ignored. Every value is cast to its variable's dtype.
+
+With ``strict=True`` (the default) every missing, unexpected and mis-shaped key, and every
+other problem (values that are not real numbers or overflow the variable's dtype, {variable}s of
+{holder}s the porter does not know), is reported in one ``reference_numpy.PortError`` and
+nothing is changed. With ``strict=False`` what fits is loaded and the rest reported.
+Returns the ``reference_numpy.PortReport``.
+"""
+"""The docstring of every stateful port's ``load_torch_state_dict`` (:meth:`Walk.load`), its words filled in."""
+
+EXPORT_DOC = """{model}'s weights as a PyTorch state dict of NumPy arrays (variables' dtypes kept).
+
+Keys are the module paths of the module docstring plus PyTorch's leaf names, without
+``num_batches_tracked`` (PyTorch's ``load_state_dict`` keeps its own count when it is absent).
+Attention blocks are written in ``dialect``: ``"timm"`` (the default), ``"attnspec"`` (this
+project's ``torch_impl``) or any other of ``reference_numpy.porting.dialects(module)``.
+"""
+"""The docstring of every stateful port's ``to_torch_state_dict`` (:meth:`Walk.export`)."""
 
 
 class Walk:

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeVar
 
 import numpy as np
@@ -30,7 +30,15 @@ from .config import CONFIG_TYPES, Config, check_module, param_layout
 from .convert import to_framework_array
 from .params import canonical_arrays
 
-__all__ = ["PORT_API", "Registry", "check_strict", "constructor_signature", "show_constructor", "staged_canonical"]
+__all__ = [
+    "PORT_API",
+    "Registry",
+    "check_strict",
+    "constructor_signature",
+    "show_constructor",
+    "staged_canonical",
+    "with_doc",
+]
 
 T = TypeVar("T")
 
@@ -131,6 +139,25 @@ def show_constructor(cls: type, options: Iterable[inspect.Parameter] = ()) -> No
     (['channels', 'rd_ratio', 'rd_channels'], '(x)')
     """
     cls.__signature__ = _ClassSignature(constructor_signature(cls.module, options))  # type: ignore[attr-defined]
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def with_doc(template: str, **words: str) -> Callable[[F], F]:
+    """Give a function the docstring ``template`` with ``words`` filled in: text every port shares, written once.
+
+    >>> @with_doc("Load into {model}.", model="the NNX ``module``")
+    ... def load(module): ...
+    >>> load.__doc__
+    'Load into the NNX ``module``.'
+    """
+
+    def decorate(f: F) -> F:
+        f.__doc__ = template.format(**words)
+        return f
+
+    return decorate
 
 
 def check_strict(strict: Any) -> bool:

@@ -198,46 +198,52 @@ def _built(port: str) -> Any:
     return layer
 
 
+def _assert_holds(pkg: Any, module: Any, want: dict[str, np.ndarray]) -> None:
+    """``module`` holds exactly ``want`` (in float32), read back through the port's ``to_canonical``."""
+    got = pkg.to_canonical(module)
+    assert sorted(got) == sorted(want)
+    for k, v in want.items():
+        np.testing.assert_array_equal(got[k], v.astype(np.float32))
+
+
 @pytest.mark.parametrize("port", PORT_PARAMS)
 def test_load_canonical_has_one_signature(port: str) -> None:
     params = inspect.signature(_package(port).load_canonical).parameters
     assert list(params) == ["module", "params", "strict"] and params["strict"].default is True
 
 
+def _loaded(port: str) -> tuple[Any, Any, Any, dict[str, np.ndarray]]:
+    """(the port's package, a module holding weights, what loading params into it returned, the params)."""
+    pkg, module = _package(port), _built(port)
+    params = {k: v + 1.0 for k, v in ref.init_params(CFG, seed=3).items()}  # differs from any initialisation
+    return pkg, module, pkg.load_canonical(module, params), params
+
+
 @pytest.mark.parametrize("port", PORT_PARAMS)
 def test_load_canonical_returns_the_module_loaded_into(port: str) -> None:
-    pkg = _package(port)
-    module = _built(port)
-    params = {k: v + 1.0 for k, v in ref.init_params(CFG, seed=3).items()}
-    loaded = pkg.load_canonical(module, params)
+    pkg, module, loaded, params = _loaded(port)
     if port == "flax.linen":  # no state in the module: the same module, bound to the loaded variables
         assert type(loaded) is type(module) and loaded.config == module.config and loaded is not module
     else:
         assert loaded is module
-    got = pkg.to_canonical(loaded)
-    assert sorted(got) == sorted(params)
-    for k, v in params.items():
-        np.testing.assert_array_equal(got[k], v.astype(np.float32))
+    _assert_holds(pkg, loaded, params)
 
 
 @pytest.mark.parametrize("port", PORT_PARAMS)
 def test_strict_false_means_the_same_everywhere(port: str) -> None:
     """A subset is loaded, the other names keep their values; unexpected and mis-shaped keys still fail."""
-    pkg = _package(port)
-    module = _built(port)
-    first = {k: v + 1.0 for k, v in ref.init_params(CFG, seed=3).items()}
-    module = pkg.load_canonical(module, first)
+    pkg, _, module, first = _loaded(port)
     subset = {"spatial.conv.weight": np.full((1, 2, 3, 3), 0.5), "spatial.bn.running_var": np.array([2.0])}
-    got = pkg.to_canonical(pkg.load_canonical(module, subset, strict=False))
-    want = {**first, **subset}
-    assert sorted(got) == sorted(want)
-    for k, v in want.items():
-        np.testing.assert_array_equal(got[k], v.astype(np.float32))
+    module = pkg.load_canonical(module, subset, strict=False)
+    _assert_holds(pkg, module, {**first, **subset})
     assert not np.array_equal(first["spatial.conv.weight"], subset["spatial.conv.weight"])  # the load changed it
     with pytest.raises(KeyMismatchError, match=r"missing keys: channel\.fc1\.weight"):
         pkg.load_canonical(module, subset)
     with pytest.raises(KeyMismatchError, match=r"unexpected keys: spatial\.conv\.bias"):
         pkg.load_canonical(module, {"spatial.conv.bias": np.zeros(1)}, strict=False)
+    with pytest.raises(KeyMismatchError, match=r"mis-shaped keys: spatial\.bn\.running_var"):
+        pkg.load_canonical(module, {"spatial.bn.running_var": np.zeros(2)}, strict=False)
+    _assert_holds(pkg, module, {**first, **subset})  # the failed loads changed nothing
     with pytest.raises(TypeError, match=r"`strict` must be a bool\. Received: strict='no' of type str"):
         pkg.load_canonical(module, subset, strict="no")
 

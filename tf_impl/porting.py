@@ -31,8 +31,8 @@ from typing import Any
 import keras
 import numpy as np
 
-from reference_numpy import PortReport, framework_layout
-from reference_numpy.porting import DEFAULT_DIALECT, Walk
+from reference_numpy import PortReport, framework_layout, with_doc
+from reference_numpy.porting import DEFAULT_DIALECT, EXPORT_DOC, LOAD_DOC, Walk
 
 from ._base import AttentionLayer, load_canonical, to_canonical, to_numpy
 
@@ -93,28 +93,11 @@ def _walk(model: Any) -> Walk:
     return walk
 
 
+@with_doc(LOAD_DOC, model="the built Keras ``model``", framework="Keras", variable="weight", holder="layer")
 def load_torch_state_dict(model: Any, state_dict: Mapping[str, Any], *, strict: bool = True) -> PortReport:
-    """Load a PyTorch state dict (torch tensors or NumPy arrays) into the built Keras ``model``, in place.
-
-    Tensors are placed by module path (see the module docstring) and converted to Keras's
-    layouts; attention blocks go through the canonical layout in whichever PyTorch dialect
-    their keys match. ``num_batches_tracked`` is ignored. Every value is cast to its variable's dtype.
-
-    With ``strict=True`` (the default) every missing, unexpected and mis-shaped key, and every
-    other problem (values that are not real numbers or overflow the variable's dtype, weights of
-    layers the porter does not know), is reported in one ``reference_numpy.PortError`` and
-    nothing is changed. With ``strict=False`` what fits is loaded and the rest reported.
-    Returns the ``reference_numpy.PortReport``.
-    """
     return _walk(model).load(state_dict, strict=strict, target=f"Keras model {model.name!r}")
 
 
+@with_doc(EXPORT_DOC, model="The built Keras ``model``")
 def to_torch_state_dict(model: Any, *, dialect: str = DEFAULT_DIALECT) -> dict[str, np.ndarray]:
-    """The built Keras ``model``'s weights as a PyTorch state dict of NumPy arrays (variables' dtypes kept).
-
-    Keys are the module paths of the module docstring plus PyTorch's leaf names, without
-    ``num_batches_tracked`` (PyTorch's ``load_state_dict`` keeps its own count when it is absent).
-    Attention blocks are written in ``dialect``: ``"timm"`` (the default), ``"attnspec"`` (this
-    project's ``torch_impl``) or any other of ``reference_numpy.porting.dialects(module)``.
-    """
     return _walk(model).export(dialect=dialect)

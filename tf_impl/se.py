@@ -23,12 +23,13 @@ class SqueezeExcite(AttentionLayer[SEConfig]):
     Example:
 
     >>> import numpy as np
-    >>> layer = SqueezeExcite(64, preset="timm")
-    >>> y = layer(np.ones((2, 8, 8, 64), dtype="float32"))
-    >>> tuple(y.shape), layer.config.hidden
-    ((2, 8, 8, 64), 8)
+    >>> layer = SqueezeExcite(64, preset="timm")  # timm rounds the squeeze width to a multiple of 8
+    >>> tuple(layer(np.ones((2, 8, 8, 64), dtype="float32")).shape)
+    (2, 8, 8, 64)
     >>> {key: tuple(w.shape) for key, w in layer.keras_weights.items()}
     {'fc1.kernel': (64, 8), 'fc1.bias': (8,), 'fc2.kernel': (8, 64), 'fc2.bias': (64,)}
+    >>> SqueezeExcite.from_config(layer.get_config()).config == layer.config  # get_config holds every knob
+    True
     """
 
     module = "se"

@@ -34,8 +34,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from reference_numpy import PortReport, framework_layout
-from reference_numpy.porting import DEFAULT_DIALECT, Walk
+from reference_numpy import PortReport, framework_layout, with_doc
+from reference_numpy.porting import DEFAULT_DIALECT, EXPORT_DOC, LOAD_DOC, Walk
 
 from ._base import Attention
 from .weights import load_canonical, to_canonical
@@ -97,24 +97,11 @@ def _walk(module: Any) -> Walk:
     return walk
 
 
+@with_doc(LOAD_DOC, model="the NNX ``module``", framework="Flax", variable="variable", holder="module")
 def load_torch_state_dict(module: Any, state_dict: Mapping[str, Any], *, strict: bool = True) -> PortReport:
-    """Load a PyTorch state dict (torch tensors or NumPy arrays) into the NNX ``module``, in place.
-
-    Tensors are placed by module path (see the module docstring) and converted to Flax's
-    layouts; attention blocks go through the canonical layout in whichever PyTorch dialect
-    their keys match. ``num_batches_tracked`` is ignored. Every value is cast to its variable's dtype.
-
-    With ``strict=True`` (the default) every missing, unexpected and mis-shaped key, and every
-    other problem, is reported in one ``reference_numpy.PortError`` and nothing is changed. With
-    ``strict=False`` what fits is loaded and the rest reported. Returns the ``reference_numpy.PortReport``.
-    """
     return _walk(module).load(state_dict, strict=strict, target=f"NNX module {type(module).__name__}")
 
 
+@with_doc(EXPORT_DOC, model="The NNX ``module``")
 def to_torch_state_dict(module: Any, *, dialect: str = DEFAULT_DIALECT) -> dict[str, np.ndarray]:
-    """The NNX ``module``'s weights as a PyTorch state dict of NumPy arrays (dtypes kept), without ``num_batches_tracked``.
-
-    Attention blocks are written in ``dialect``: ``"timm"`` (the default), ``"attnspec"`` (this
-    project's ``torch_impl``) or any other of ``reference_numpy.porting.dialects(module)``.
-    """
     return _walk(module).export(dialect=dialect)
