@@ -56,7 +56,7 @@ class Attention(nn.Module):
     """Base of the Linen modules :class:`SqueezeExcite`, :class:`CBAM` and :class:`ECA`.
 
     A module is one spec config plus how to compute it. Build one with
-    ``Module.create(channels, *, **knobs, preset=None, **fields)`` (the arguments every port's
+    ``Module.create(channels, *, <knobs>, preset=None, <fields>)`` (the arguments every port's
     constructor takes), ``Module(config=cfg)`` or ``flax_impl.linen.from_config(cfg)``.
     The skeleton (``reference_numpy.ports``): a subclass sets ``module`` (which registers it for
     :func:`class_for`); ``_build`` declares the variables and ``_attend`` computes.
