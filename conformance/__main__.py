@@ -27,10 +27,11 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from reference_numpy import DATA_FORMATS, MODULES
+
 from ._cli import Parser
 from ._cli import seed as _seed
 from .adapters import ADAPTERS, get_adapter, is_installed
-from .grid import DATA_FORMATS, MODULES
 from .report import ALIASES, install_hint, quiet_framework_logs
 from .tolerances import DTYPES
 

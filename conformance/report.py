@@ -29,10 +29,11 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, NamedTuple, TextIO
 
 import reference_numpy as ref
+from reference_numpy import DATA_FORMATS, MODULES, PORTS
 
 from .adapters import ADAPTERS, Adapter, get_adapter, is_installed
 from .cases import Case, edge_cases, make_case
-from .grid import CHANNELS, DATA_FORMATS, MODES, MODULES, Variant, variants
+from .grid import CHANNELS, MODES, Variant, variants
 from .runner import CaseReport, check_case, check_non_vacuity, exception_line, smallest_caught
 
 __all__ = [
@@ -60,10 +61,10 @@ SENSITIVITY_DTYPES = ("float64", "float32")
 """Dtypes in which the smallest caught weight perturbation is measured (runner.smallest_caught)."""
 MAX_FAILURE_LINES = 20
 """Failure messages printed below a matrix; the rest are counted."""
-ALIASES: dict[str, tuple[str, ...]] = {"flax": ("flax.linen", "flax.nnx")}
-"""Names that stand for several frameworks (on the command line, and in "not tested" lists)."""
-EXTRAS = {"torch": "torch", "flax.linen": "flax", "flax.nnx": "flax", "keras": "tf"}
-"""The pip extra of attnspec that installs each framework (pyproject.toml)."""
+ALIASES: dict[str, tuple[str, ...]] = {fw: ports for fw, ports in PORTS.items() if ports != (fw,)}
+"""Names that stand for several ports (on the command line, and in "not tested" lists): ``reference_numpy.PORTS``."""
+EXTRAS = {port: ref.EXTRAS[fw] for fw, ports in PORTS.items() for port in ports}
+"""The pip extra of attnspec that installs each port's framework (``reference_numpy.EXTRAS``, by port)."""
 PROGRESS_INTERVAL_S = 10.0
 """Seconds between two plain progress lines when the progress stream is not a terminal."""
 

@@ -18,7 +18,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from .config import Config, check_config, param_layout
+from .config import FRAMEWORKS, Config, check_config, param_layout
 from .params import check_params, match_keys, real_arrays
 
 __all__ = [
@@ -91,7 +91,6 @@ _LEAVES = {
     },
 }
 _TRANSFORMS = {"torch": _TORCH, "flax": _CHANNELS_LAST, "keras": _CHANNELS_LAST}
-FRAMEWORKS = tuple(_LEAVES)
 
 
 class FrameworkParam(NamedTuple):

@@ -8,17 +8,19 @@ from __future__ import annotations
 import importlib
 import importlib.util
 
+from reference_numpy import REQUIRES
+
 from .base import Adapter, Outputs
 
 __all__ = ["ADAPTERS", "Adapter", "Outputs", "get_adapter", "is_installed"]
 
-# name -> (module path, class name, top-level packages it needs)
+# name (the reference, then ``reference_numpy.PORTS``) -> (module path, class name, top-level packages it needs)
 ADAPTERS: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "numpy": ("conformance.adapters.numpy_ref", "NumpyAdapter", ()),
-    "torch": ("conformance.adapters.torch_adapter", "TorchAdapter", ("torch",)),
-    "flax.linen": ("conformance.adapters.flax_adapter", "LinenAdapter", ("jax", "flax")),
-    "flax.nnx": ("conformance.adapters.flax_adapter", "NNXAdapter", ("jax", "flax")),
-    "keras": ("conformance.adapters.keras_adapter", "KerasAdapter", ("keras", "tensorflow")),
+    "torch": ("conformance.adapters.torch_adapter", "TorchAdapter", REQUIRES["torch"]),
+    "flax.linen": ("conformance.adapters.flax_adapter", "LinenAdapter", REQUIRES["flax"]),
+    "flax.nnx": ("conformance.adapters.flax_adapter", "NNXAdapter", REQUIRES["flax"]),
+    "keras": ("conformance.adapters.keras_adapter", "KerasAdapter", REQUIRES["keras"]),
 }
 
 

@@ -9,11 +9,13 @@ from typing import Any
 
 import numpy as np
 
+from reference_numpy import FRAMEWORKS
+
 from ..runner import check_case
 from ..runner import exception_line as _last_line
 from ..verify import worker
 from ..verify.api import TargetImportError, check_seed, load_target, verify
-from ..verify.binding import FRAMEWORKS, _structure
+from ..verify.binding import _structure
 from ..verify.check import ThirdPartyAdapter, own_weights_case
 from ..verify.report import VerifyReport
 from ..verify.targets import framework_of, make_backend

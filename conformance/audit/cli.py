@@ -12,11 +12,12 @@ import sys
 import traceback
 from collections.abc import Sequence
 
+from reference_numpy import FRAMEWORKS
+
 from .._cli import Parser
 from .._cli import first_line as _line
 from .._cli import seconds as _seconds
 from .._cli import seed as _seed
-from ..verify.binding import FRAMEWORKS
 from ..verify.worker import DEFAULT_TIMEOUT
 from .api import DEFAULT_SPATIAL, audit
 

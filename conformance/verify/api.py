@@ -9,13 +9,23 @@ from typing import Any
 
 import numpy as np
 
-from reference_numpy import THIRD_PARTY, Config, describe, differences, equivalent, knob_names, make_config
-from reference_numpy.config import CONFIG_TYPES
+from reference_numpy import (
+    CONFIG_TYPES,
+    DATA_FORMATS,
+    FRAMEWORKS,
+    MODULES,
+    THIRD_PARTY,
+    Config,
+    describe,
+    differences,
+    equivalent,
+    knob_names,
+    make_config,
+)
 
-from ..grid import DATA_FORMATS
 from ..runner import check_case
 from ..runner import exception_line as _last_line
-from .binding import FRAMEWORKS, MODULES, Structure, _canonical, _structure
+from .binding import Structure, _canonical, _structure
 from .check import ThirdPartyAdapter, _cases, _full_check_failures, _probe, own_weights_case, precision_sentences
 from .diagnosis import _why_not, structural_findings
 from .identify import _identify, off_spec_findings

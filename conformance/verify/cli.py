@@ -14,12 +14,13 @@ import traceback
 from collections.abc import Sequence
 from typing import Any
 
+from reference_numpy import FRAMEWORKS, MODULES
+
 from .._cli import Parser
 from .._cli import first_line as _line
 from .._cli import seconds as _seconds
 from .._cli import seed as _seed
 from .api import verify
-from .binding import FRAMEWORKS, MODULES
 from .worker import DEFAULT_TIMEOUT
 
 PROG = "python -m conformance verify"

@@ -39,9 +39,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from reference_numpy import Config, framework_layout
-from reference_numpy.config import check_config
-from reference_numpy.convert import from_framework_array, to_framework_array
+from reference_numpy import Config, check_config, framework_layout, from_framework_array, to_framework_array
 from reference_numpy.porting import (
     DEFAULT_DIALECT,
     Slot,
