@@ -122,7 +122,8 @@ def to_canonical(module: Attention | Config, variables: Mapping[str, Any] | None
         module = module.config
     if variables is None:
         raise TypeError(
-            "to_canonical(cfg, variables) needs the variables of a module of `cfg`. Received: variables=None"
+            "to_canonical(cfg, variables) needs `variables`, the Linen variables of a module of `cfg`. "
+            "Received: variables=None"
         )
     if not isinstance(variables, Mapping):
         raise TypeError(f"`variables` must be Linen variables (a mapping). Received: {type(variables).__name__}")
