@@ -107,6 +107,35 @@ def test_a_finite_entry_without_a_finite_bound_is_refused():
     assert compare("y", [np.nan, 1.0], [np.nan, 1.0], "float32", bound=[np.inf, 1.0]).ok  # NaN: matched exactly
 
 
+def _kinds(case) -> list[np.ndarray]:
+    """0 finite, 1 +Inf, 2 -Inf, 3 NaN, for every tensor the reference computes for ``case``."""
+    y, cache, state = ref.forward(case.cfg, case.params, case.x, training=case.training)
+    dx, grads = ref.backward(case.cfg, case.dy, cache)
+    return [
+        np.select([np.isnan(a), np.isposinf(a), np.isneginf(a)], [3, 1, 2], 0)
+        for a in (y, dx, *grads.values(), *state.values())
+    ]
+
+
+def test_the_premise_holds_on_the_report_cases():
+    """SPEC.md 9.3's premise: a non-finite value has the same kind in any rounding of the computation.
+    Perturbing every finite input by up to 1e-6 relative (far more than float32 rounding moves an
+    intermediate relative to its size) leaves where NaN, +Inf and -Inf appear unchanged."""
+    rng = np.random.default_rng(0)
+
+    def jitter(a: np.ndarray) -> np.ndarray:
+        return np.where(np.isfinite(a), a * (1 + rng.uniform(-1e-6, 1e-6, np.shape(a))), a)
+
+    for v in nonfinite_variants():
+        for training in nonfinite_modes(v):
+            for case in nonfinite_cases(v.build(CHANNELS), dtype="float32", training=training):
+                moved = dataclasses.replace(
+                    case, x=jitter(case.x), dy=jitter(case.dy), params={k: jitter(w) for k, w in case.params.items()}
+                )
+                for a, b in zip(_kinds(moved), _kinds(case), strict=True):
+                    np.testing.assert_array_equal(a, b, err_msg=f"{v.id} {case.id}")
+
+
 # ----------------------------------------------------------------------------- the grid
 
 
