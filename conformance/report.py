@@ -1,15 +1,18 @@
 """The conformance matrix behind ``python -m conformance``: run it, then render it.
 
 :func:`run_matrix` checks every selected variant (grid.py) with every selected framework
-in each dtype, mode and data format its adapter supports, plus one non-vacuity check per
-framework and module, and returns a :class:`Matrix` of plain data. The renderers turn a
-matrix into text, Markdown or JSON; nothing here prints.
+in each dtype, mode and data format its adapter supports, the non-finite cases of SPEC.md
+section 1 (NaN, +Inf and -Inf in x, in each weight and in dy, for ``grid.nonfinite_variants``),
+plus one non-vacuity check per framework and module, and returns a :class:`Matrix` of plain
+data. The renderers turn a matrix into text, Markdown or JSON; nothing here prints.
 
 >>> m = run_matrix(["numpy"], modules=("eca",), progress=False)
 >>> m.passed, [r.id for r in m.rows], m.rows[0].cells["numpy"].per_dtype
 (True, ['eca/paper', 'eca/timm', 'eca/timm_ceca'], {'float64': 0.0})
 >>> print(render_text(m).splitlines()[2])
 module/variant   numpy
+>>> m.nonfinite_agree("numpy"), [r.id for r in m.nonfinite]  # cases agreeing, cases run
+((21, 21), ['eca/paper', 'eca/k5-circular-bias'])
 """
 
 from __future__ import annotations
