@@ -494,7 +494,7 @@ def _run_framework(
     failures: list[str] = []
     cells = [_run_cases(name, adapter, cases, failures, step) for cases in plan]
     nf_start = time.perf_counter()
-    nonfinite = [_run_cases(name, adapter, cases, failures, step) for cases in nf_plan]
+    nf_cells = [_run_cases(name, adapter, cases, failures, step) for cases in nf_plan]
     nf_s = time.perf_counter() - nf_start
     non_vacuity, sensitivity = {}, {}
     for module, variant in first_of_module.items():
@@ -505,7 +505,7 @@ def _run_framework(
         step(f"{name} non-vacuity {module}")
     status = FAIL if failures else PASS
     elapsed, cpu_s = time.perf_counter() - start, time.process_time() - cpu
-    return _Column(name, status, cells, non_vacuity, failures, elapsed, cpu_s, sensitivity, nonfinite, nf_s)
+    return _Column(name, status, cells, non_vacuity, failures, elapsed, cpu_s, sensitivity, nf_cells, nf_s)
 
 
 def _modules(chosen: list[Variant]) -> tuple[str, ...]:
@@ -752,7 +752,7 @@ def run_matrix(
         c = columns[n]
         return c.nonfinite[i] if c.nonfinite else Cell(c.status, math.inf if c.status == ERROR else 0.0)
 
-    nonfinite = [Row(v.module, v.name, {n: nf_cell(n, i) for n in names}) for i, v in enumerate(nf_chosen)]
+    nf_rows = [Row(v.module, v.name, {n: nf_cell(n, i) for n in names}) for i, v in enumerate(nf_chosen)]
     return Matrix(
         frameworks=names,
         rows=rows,
@@ -765,7 +765,7 @@ def run_matrix(
         timings={n: round(columns[n].elapsed_s, 3) for n in names},
         cpu={n: round(columns[n].cpu_s, 3) for n in names},
         sensitivity={n: columns[n].sensitivity for n in names if columns[n].sensitivity},
-        nonfinite=nonfinite,
+        nonfinite=nf_rows,
         nonfinite_timings={n: round(columns[n].nonfinite_s, 3) for n in names},
     )
 

@@ -267,7 +267,7 @@ class _MutantAdapter(NumpyAdapter):
             return super().evaluate(module, x, dy, training=training, data_format=data_format, dtype=dtype)
 
 
-ADAPTER_CLASSES = {
+ADAPTER_CLASSES: dict[str, type[_MutantAdapter]] = {
     m.name: type(f"Mutant_{m.name}", (_MutantAdapter,), {"name": f"mutant-{m.name}", "swap": staticmethod(m.swap)})
     for m in MUTANTS
 }
