@@ -20,6 +20,7 @@ is documented in README.md ("Golden vectors").
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -32,14 +33,15 @@ import numpy as np
 import reference_numpy as ref
 
 from .adapters.base import Adapter, Outputs
-from .cases import Case, make_case
-from .grid import CHANNELS, DATA_FORMATS, MODES, MODULES, variants
+from .cases import Case, make_case, nonfinite_cases
+from .grid import CHANNELS, DATA_FORMATS, KNOBS, MODES, MODULES, PRESETS, variants
 from .runner import CaseReport, check_against, reference_outputs
 from .tolerances import DTYPES
 
 __all__ = [
     "FORMAT",
     "FORMAT_VERSION",
+    "NONFINITE_VECTORS",
     "READABLE_VERSIONS",
     "SHIPPED",
     "VectorError",
@@ -86,29 +88,56 @@ def _names(value: object, name: str, allowed: Sequence[str]) -> tuple[str, ...]:
     return items
 
 
+NONFINITE_VECTORS: tuple[tuple[str, str], ...] = (
+    ("se-official", "nonfinite-x-nan"),  # relu's derivative selects at NaN; sigmoid's multiplies
+    ("se-relu6-hard_sigmoid", "nonfinite-dy-inf"),  # an Inf cotangent meets selections, not masks
+    ("cbam-official", "nonfinite-x-nan"),  # a NaN max-pool window, over space and over channels
+    ("cbam-official", "nonfinite-spatial.conv.weight-nan"),  # the spatial conv's padded zeros are values
+    ("cbam-all-pools-mean-max", "nonfinite-x-inf"),  # lse and lp of a +Inf window
+    ("eca-paper", "nonfinite-conv.weight-nan"),  # ECA's padded zeros are values
+)
+"""(variant id, non-finite case name) of the vectors that pin down SPEC.md section 1's non-finite rule
+(cases of :func:`conformance.cases.nonfinite_cases`, eval mode)."""
+
+
 def default_cases(
     *,
     seed: int = 0,
     modules: Sequence[str] = MODULES,
     dtypes: Sequence[str] = ("float64",),
     data_formats: Sequence[str] = DATA_FORMATS,
+    nonfinite: bool = True,
 ) -> list[Case]:
-    """Every preset of ``modules`` in each of ``dtypes``, eval and train, each of ``data_formats``.
+    """Every preset of ``modules`` in each of ``dtypes``, eval and train, each of ``data_formats``; then,
+    when ``nonfinite``, the :data:`NONFINITE_VECTORS` of ``modules`` in each of ``dtypes``, eval mode, the
+    first of ``data_formats``.
 
-    With the defaults this is the shipped set. Each case is named after its preset.
+    With the defaults this is the shipped set. Each case is named after its preset (a non-finite one
+    ``<variant>.<case>``, e.g. ``official.nonfinite-x-nan``).
     """
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ValueError(f"`seed` must be an int >= 0. Received: seed={seed!r}")
     modules = _names(modules, "modules", MODULES)
     dtypes = _names(dtypes, "dtypes", DTYPES)
     data_formats = _names(data_formats, "data_formats", DATA_FORMATS)
-    return [
+    cases = [
         make_case(v.build(CHANNELS), seed=seed, dtype=dtype, training=training, data_format=fmt, name=v.name)
         for v in variants(tuple(modules))
         for dtype in dtypes
         for training in MODES
         for fmt in data_formats
     ]
+    if nonfinite:
+        by_id = {v.id: v for v in PRESETS + KNOBS}
+        for vid, name in NONFINITE_VECTORS:
+            v = by_id[vid]
+            if v.module not in modules:
+                continue
+            for dtype in dtypes:
+                found = nonfinite_cases(v.build(CHANNELS), seed=seed, dtype=dtype, data_format=data_formats[0])
+                case = next(c for c in found if c.name == name)
+                cases.append(dataclasses.replace(case, name=f"{v.name}.{case.name}"))
+    return cases
 
 
 def _metadata(case: Case) -> dict[str, str]:
