@@ -31,10 +31,11 @@ from pathlib import Path
 import numpy as np
 
 import reference_numpy as ref
+from reference_numpy import DATA_FORMATS, MODULES
 
 from .adapters.base import Adapter, Outputs
 from .cases import Case, make_case, nonfinite_cases
-from .grid import CHANNELS, DATA_FORMATS, KNOBS, MODES, MODULES, PRESETS, variants
+from .grid import CHANNELS, KNOBS, MODES, PRESETS, variants
 from .runner import CaseReport, check_against, reference_outputs
 from .tolerances import DTYPES
 
