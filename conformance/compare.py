@@ -86,6 +86,10 @@ def compare(
     True
     """
     tolerance(dtype)
+    if scale is not None and (
+        isinstance(scale, bool) or not isinstance(scale, (int, float, np.floating)) or not 0 <= scale < np.inf
+    ):
+        raise ValueError(f"`scale` must be a finite number >= 0 or None. Received: scale={scale!r}")
     r = np.asarray(expected, dtype=np.float64)
     derived = bound is not None and dtype in DERIVED_DTYPES
     if derived:

@@ -1128,8 +1128,6 @@ def targets_rows(tmp: str) -> list[Row]:
 
 # ----------------------------------------------------------------------------- public functions not covered above
 
-_CASES_PY = "conformance/cases.py (owned by another branch): make_case/edge_cases/round_to_dtype validate nothing"
-
 
 def api_rows() -> list[Row]:
     """Every name in the packages' ``__all__`` that the sections above do not call, given wrong types and values."""
@@ -1282,14 +1280,9 @@ def api_rows() -> list[Row]:
         ),
         _raises("round_to_dtype.none", lambda: C.round_to_dtype(None, "float32"), TypeError, "`a`"),
     ]
-    rows += [_xfail(r, _CASES_PY) for r in known]
+    rows += known
     rows.append(
-        _xfail(
-            _raises(
-                "compare.scale", lambda: C.compare("y", np.zeros(3), np.zeros(3), "float64", scale="x"), BAD, "`scale`"
-            ),
-            "conformance/compare.py (owned by another branch): `scale` is used unchecked",
-        )
+        _raises("compare.scale", lambda: C.compare("y", np.zeros(3), np.zeros(3), "float64", scale="x"), BAD, "`scale`")
     )
     return rows
 
@@ -1312,22 +1305,9 @@ def ports_api_rows() -> list[Row]:
                 ),
                 "torch_impl/_ops.py (owned by another branch): composite() takes any value as a bool",
             ),
-            _xfail(
-                _raises("torch.to_canonical.str", lambda: torch_impl.to_canonical("x"), TypeError, "`module`"),
-                f"torch_impl/_base.py {base}: to_canonical does not check its argument",
-            ),
-            _xfail(
-                _raises(
-                    "torch.from_config.device", lambda: torch_impl.from_config(cfg, device="nope"), BAD, "`device`"
-                ),
-                f"torch_impl/_base.py {base}: from_config passes device to torch unchecked",
-            ),
-            _xfail(
-                _raises(
-                    "torch.from_config.dtype", lambda: torch_impl.from_config(cfg, dtype=torch.int32), BAD, "`dtype`"
-                ),
-                f"torch_impl/_base.py {base}: from_config passes dtype to torch unchecked",
-            ),
+            _raises("torch.to_canonical.str", lambda: torch_impl.to_canonical("x"), TypeError, "`module`"),
+            _raises("torch.from_config.device", lambda: torch_impl.from_config(cfg, device="nope"), BAD, "`device`"),
+            _raises("torch.from_config.dtype", lambda: torch_impl.from_config(cfg, dtype=torch.int32), BAD, "`dtype`"),
             _raises("torch.attention_maps.str", lambda: m.attention_maps("x"), TypeError, "torch.Tensor"),
             _raises("torch.attention_maps.3d", lambda: m.attention_maps(torch.ones(6, 4, 5)), ValueError, "4-D"),
         ]

@@ -70,7 +70,7 @@ class AttentionModule(nn.Module):
     ) -> None:
         super().__init__()
         self._config = make_config(self.module, channels, preset=preset, **knobs)
-        self._build(self._config, device=device, dtype=dtype)
+        self._build(self._config, device=_check_device(device), dtype=_check_dtype(dtype))
         self.reset_parameters()
 
     @property
@@ -175,6 +175,23 @@ def _checked_input(x: torch.Tensor, cfg: Config, witness: torch.Tensor, training
 class_for = _CLASSES.class_for  # the class of a spec module: class_for("cbam") is CBAM
 
 
+def _check_device(device: Any) -> torch.device | None:
+    if device is None:
+        return None
+    try:
+        return torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise ValueError(
+            f"`device` must be a torch.device, a device string such as 'cpu' or 'cuda:0', or None. Received: device={device!r}"
+        ) from None
+
+
+def _check_dtype(dtype: Any) -> torch.dtype | None:
+    if dtype is None or (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
+        return dtype
+    raise TypeError(f"`dtype` must be a floating torch.dtype (e.g. torch.float32) or None. Received: dtype={dtype!r}")
+
+
 def from_config(
     cfg: Config, *, device: torch.device | str | None = None, dtype: torch.dtype | None = None
 ) -> AttentionModule:
@@ -205,6 +222,10 @@ def to_canonical(module: AttentionModule) -> dict[str, np.ndarray]:
     >>> {k: (v.shape, v.dtype.name) for k, v in sd.items()}
     {'conv.weight': ((5,), 'float64')}
     """
+    if not isinstance(module, AttentionModule):
+        raise TypeError(
+            f"`module` must be a torch_impl module (SqueezeExcite, CBAM or ECA). Received: {type(module).__name__}"
+        )
     held = {k: v for k, v in module.state_dict().items() if not k.endswith(_NOT_CANONICAL)}
     return {k: v.astype(np.float64) for k, v in from_framework(module.config, held, "torch").items()}
 
