@@ -1399,9 +1399,9 @@ def ports_api_rows() -> list[Row]:
                 "`strict`",
             ),
             _raises("keras.to_torch.model", lambda: tf_impl.to_torch_state_dict(5), TypeError, "`model`"),
-            _xfail(
-                _raises("keras.attention_maps.str", lambda: layer.attention_maps("x"), TypeError, "dtype"),
-                f"tf_impl/_base.py {base}: attention_maps casts its input before any check",
+            _raises("keras.attention_maps.str", lambda: layer.attention_maps("x"), TypeError, "dtype"),
+            _raises(
+                "keras.attention_maps.int", lambda: layer.attention_maps(np.ones((1, 6, 4, 5), int)), TypeError, "dtype"
             ),
         ]
     return rows
