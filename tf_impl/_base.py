@@ -200,11 +200,14 @@ class AttentionLayer(keras.layers.Layer, Generic[ConfigT]):
         """
         from .maps import attention_maps
 
+        dtype = getattr(inputs, "dtype", None)
+        if dtype is None:
+            dtype = np.asarray(inputs).dtype
         try:
-            dtype = keras.backend.standardize_dtype(getattr(inputs, "dtype", None) or np.asarray(inputs).dtype.name)
-        except ValueError:  # not a dtype Keras knows (strings, objects)
-            dtype = np.asarray(inputs).dtype.name
-        if not keras.backend.is_float_dtype(dtype):
+            floating = keras.backend.is_float_dtype(keras.backend.standardize_dtype(dtype))
+        except (TypeError, ValueError):  # not a dtype Keras knows (strings, objects)
+            floating = False
+        if not floating:
             raise TypeError(f"{self._spec} expects a floating-point input. Received: dtype={dtype}")
         inputs = ops.convert_to_tensor(inputs)
         if not self.built:
