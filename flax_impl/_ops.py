@@ -217,18 +217,44 @@ def mlp(z: Array, w: Weights, prefix: str, act: str, ctx: Ctx) -> Array:
     return dense(ACTS[act](dense(z, w, f"{prefix}fc1", ctx)), w, f"{prefix}fc2", ctx).sum(axis=0)
 
 
-def channel_conv(z: Array, kernel: Array, padding: str, ctx: Ctx) -> Array:
-    """ECA's correlation over channels: (N, C) with a ``(k, 1, 1)`` kernel, 'same' size.
-
-    The padding is explicit (zeros, or the channels wrapped around) and each output gathers
-    its window, so that (SPEC.md section 1) a padded zero is a value (a NaN tap makes every
-    output NaN), a NaN channel does not reach across the zero padding, and the input's gradient,
-    the transpose of the gather, has a term only for the outputs that exist.
-    """
-    k, c = kernel.shape[0], z.shape[1]
+def _windows_1d(z: Array, k: int, padding: str) -> Array:
+    """(N, C) -> (N, C, k): the window of each output of a 'same' correlation, padded explicitly."""
+    c = z.shape[1]
     z = jnp.pad(z, ((0, 0), (k // 2, k // 2)), mode="wrap" if padding == "circular" else "constant")
-    windows = z[:, np.arange(c)[:, None] + np.arange(k)]  # (N, C, k)
-    return jnp.matmul(windows, ctx.weight(kernel)[:, 0, 0], precision=_HIGHEST)
+    return z[:, np.arange(c)[:, None] + np.arange(k)]
+
+
+def _inside(length: int, k: int) -> np.ndarray:
+    """(length, k): whether tap j of output i reads an entry inside the input, not a padded zero."""
+    pos = np.arange(length)[:, None] + np.arange(k) - k // 2
+    return (pos >= 0) & (pos < length)
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(2,))
+def _correlate_1d(z: Array, w: Array, padding: str) -> Array:
+    """``u[:, c] = sum_j w[j] * z_padded[:, c + j]``, each output gathering its window.
+
+    SPEC.md section 1: a padded zero is a value (a NaN tap makes every output NaN) and a NaN
+    channel does not reach across the zero padding. The tangent in ``z`` has a term only for
+    the entries that exist (padded zeros have no tangent) and its transpose, the input's
+    gradient, only for the outputs that exist.
+    """
+    return jnp.matmul(_windows_1d(z, w.shape[0], padding), w, precision=_HIGHEST)
+
+
+@_correlate_1d.defjvp
+def _correlate_1d_jvp(padding: str, primals: Any, tangents: Any) -> Any:
+    (z, w), (tz, tw) = primals, tangents
+    k = w.shape[0]
+    inside = _inside(z.shape[1], k) if padding == "zeros" else np.ones((z.shape[1], k), bool)
+    w_inside = jnp.where(inside, w, jnp.zeros_like(w))  # (C, k): no 0 * w term for a padded zero
+    tu = jnp.einsum("nck,ck->nc", _windows_1d(tz, k, padding), w_inside, precision=_HIGHEST)
+    return _correlate_1d(z, w, padding), tu + jnp.matmul(_windows_1d(z, k, padding), tw, precision=_HIGHEST)
+
+
+def channel_conv(z: Array, kernel: Array, padding: str, ctx: Ctx) -> Array:
+    """ECA's correlation over channels: (N, C) with a ``(k, 1, 1)`` kernel, 'same' size (:func:`_correlate_1d`)."""
+    return _correlate_1d(z, ctx.weight(kernel)[:, 0, 0], padding)
 
 
 def _pad_space(d: Array, pad: int, ctx: Ctx) -> Array:
@@ -238,21 +264,39 @@ def _pad_space(d: Array, pad: int, ctx: Ctx) -> Array:
     return jnp.pad(d, widths)
 
 
+def _windows_2d(d: Array, k: int, ctx: Ctx) -> Array:
+    """A padded ``d`` -> each output's window: (N, I, H, k, W, k), or (N, H, k, W, k, I) channels_last."""
+    hi, wi = (np.arange(d.shape[a] - k + 1)[:, None] + np.arange(k) for a in ctx.space)  # (H, k), (W, k)
+    if ctx.channel == 1:
+        return d[:, :, hi[:, :, None, None], wi[None, None]]
+    return d[:, hi[:, :, None, None], wi[None, None], :]
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(2,))
 def _conv_by_windows(d: Array, kernel: Array, ctx: Ctx) -> Array:
     """The valid correlation of a padded ``d`` with an HWIO ``kernel``, each output gathering its window.
 
-    Its transpose in ``d`` (a scatter of ``dz * kernel`` over the windows) has a term only for
-    the outputs that exist, where XLA's transpose of a convolution pads the cotangent and adds
-    ``0 * kernel`` terms: NaN for a non-finite kernel (SPEC.md section 1).
+    The padded zeros are values here, but have no tangent: the tangent in ``d`` has no
+    ``0 * kernel`` term, and its transpose (a scatter of ``dz * kernel`` over the windows) has a
+    term only for the outputs that exist, where XLA's transpose of a convolution pads the
+    cotangent and adds ``0 * kernel`` terms: NaN for a non-finite kernel (SPEC.md section 1).
     """
+    spec = "nihawb,abio->nohw" if ctx.channel == 1 else "nhawbi,abio->nhwo"
+    return jnp.einsum(spec, _windows_2d(d, kernel.shape[0], ctx), kernel, precision=_HIGHEST)
+
+
+@_conv_by_windows.defjvp
+def _conv_by_windows_jvp(ctx: Ctx, primals: Any, tangents: Any) -> Any:
+    (d, kernel), (td, tk) = primals, tangents
     k = kernel.shape[0]
-    rows = [d.shape[a] - k + 1 for a in ctx.space]
-    hi, wi = (np.arange(n)[:, None] + np.arange(k) for n in rows)  # (H, k), (W, k)
-    if ctx.channel == 1:
-        windows = d[:, :, hi[:, :, None, None], wi[None, None]]  # (N, I, H, k, W, k)
-        return jnp.einsum("nihawb,abio->nohw", windows, kernel, precision=_HIGHEST)
-    windows = d[:, hi[:, :, None, None], wi[None, None], :]  # (N, H, k, W, k, I)
-    return jnp.einsum("nhawbi,abio->nhwo", windows, kernel, precision=_HIGHEST)
+    h, w = (d.shape[a] - k + 1 for a in ctx.space)
+    inside = _inside(h, k)[:, :, None, None, None, None] & _inside(w, k)[None, None, :, :, None, None]
+    kernel_inside = jnp.where(
+        inside, kernel[None, :, None], jnp.zeros_like(kernel)[None, :, None]
+    )  # (H, k, W, k, I, O)
+    spec = "nihawb,hawbio->nohw" if ctx.channel == 1 else "nhawbi,hawbio->nhwo"
+    t = jnp.einsum(spec, _windows_2d(td, k, ctx), kernel_inside, precision=_HIGHEST)
+    return _conv_by_windows(d, kernel, ctx), t + _conv_by_windows(d, tk, ctx)
 
 
 @functools.cache

@@ -168,3 +168,31 @@ def test_spatial_conv_inf_cotangent_meets_padded_zeros_in_the_weight_gradient():
     g = jnp.zeros((1, 1, 4, 4)).at[0, 0, 0, 0].set(inf)
     dw = jax.vjp(lambda k: _ops.spatial_conv(d, k, ctx), w)[1](g)[0]
     same(dw[:, :, 0, 0], [[nan, nan, nan], [nan, inf, inf], [nan, inf, inf]])
+
+
+def test_eca_tangent_has_no_term_for_a_padded_zero():
+    """Forward mode: a padded zero has no tangent, so a NaN tap reaches only the outputs it reads an entry for."""
+    z, t = jnp.ones((1, 5)), jnp.ones((1, 5))
+    w = jnp.asarray([nan, 1.0, 1.0])  # tap 0 reads channel c - 1: a padded zero for output 0
+    same(jax.jvp(lambda v: _eca(v, w), (z,), (t,))[1], [[2.0, nan, nan, nan, nan]])
+    same(jax.jvp(lambda v: _eca(v, w, "circular"), (z,), (t,))[1], [[nan] * 5])  # wrapped: a real channel
+
+
+@pytest.mark.parametrize("data_format", ["channels_first", "channels_last"])
+def test_spatial_conv_tangent_has_no_term_for_a_padded_zero(data_format):
+    rng = np.random.default_rng(2)
+    d, td = rng.normal(size=(2, 2, 6, 7)), rng.normal(size=(2, 2, 6, 7))
+    w = rng.normal(size=(1, 2, 3, 3))
+    w_zero = w.copy()
+    w_zero[0, 1, 0, 0] = 0.0
+    w[0, 1, 0, 0] = nan  # output (h, w) reads input (h - 1, w - 1) of channel 1
+    ctx = _ops.make_ctx(data_format, jnp.float64)
+    to, back = ((0, 1, 2, 3), (0, 1, 2, 3)) if data_format == "channels_first" else ((0, 2, 3, 1), (0, 3, 1, 2))
+    kernel = jnp.asarray(w.transpose(2, 3, 1, 0))
+    y, t = jax.jvp(lambda v: _ops.spatial_conv(v, kernel, ctx), (jnp.asarray(d.transpose(to)),), (td.transpose(to),))
+    assert np.isnan(np.asarray(y)).all()  # the primal: padded zeros are values, 0 * NaN is NaN
+    t = np.asarray(t).transpose(back)[:, 0]
+    reads = np.zeros((6, 7), bool)
+    reads[1:, 1:] = True  # outputs whose upper-left neighbour exists
+    assert np.isnan(t[:, reads]).all()
+    close(t[:, ~reads], ops.conv2d(td, w_zero)[:, 0][:, ~reads])
