@@ -15,16 +15,16 @@ the input, and the output has the input's dtype.
 from __future__ import annotations
 
 import functools
-import math
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 from jax.custom_derivatives import SymbolicZero
 
-from reference_numpy import CBAMConfig, Config, ECAConfig, SEConfig
+from reference_numpy import CBAMConfig, Config, ECAConfig, SEConfig, check_training
 
 Array = jax.Array
 Weights = Mapping[str, Array]
@@ -49,12 +49,33 @@ def _sigmoid_jvp(primals: tuple[Array], tangents: tuple[Array]) -> tuple[Array, 
     return s, t * (s * jax.nn.sigmoid(-x))
 
 
+@jax.custom_jvp
+def hard_swish(x: Array) -> Array:
+    """``x * relu6(x + 3) / 6`` with SPEC.md section 1's derivative, which selects.
+
+    The product rule on ``x * hard_sigmoid(x)`` adds ``x * 0`` and ``t * 0`` terms, NaN where
+    ``t`` is infinite or ``x`` NaN; the derivative of a piecewise function is instead ``t`` above 3,
+    ``t * (x / 3 + 1 / 2)`` on [-3, 3] and an exact 0 elsewhere (and at NaN).
+    """
+    return jax.nn.hard_swish(x)
+
+
+@hard_swish.defjvp
+def _hard_swish_jvp(primals: tuple[Array], tangents: tuple[Array]) -> tuple[Array, Array]:
+    (x,), (t,) = primals, tangents
+    inside = (x >= -3) & (x <= 3)
+    # the slope is selected too, so that the transpose, where(inside, g, 0) * slope, never meets NaN
+    slope = jnp.where(inside, x / 3 + 0.5, jnp.zeros_like(x))
+    return hard_swish(x), jnp.where(x > 3, t, jnp.where(inside, t * slope, jnp.zeros_like(t)))
+
+
+# jax.nn.relu and relu6 differentiate by selecting (0 at NaN and at the kinks), as SPEC.md section 1 asks
 ACTS: dict[str, Callable[[Array], Array]] = {
     "relu": jax.nn.relu,  # gradient 0 at 0
     "relu6": jax.nn.relu6,
     "silu": lambda x: x * sigmoid(x),
     "gelu": functools.partial(jax.nn.gelu, approximate=False),
-    "hard_swish": jax.nn.hard_swish,  # x * relu6(x + 3) / 6
+    "hard_swish": hard_swish,  # x * relu6(x + 3) / 6
 }
 
 
@@ -94,46 +115,30 @@ def make_ctx(data_format: str, dtype: Any) -> Ctx:
 
 
 def _lp(x: Array, axis: Any) -> Array:
-    s = jnp.sum(x * x, axis=axis)
-    nonzero = s > 0  # sqrt has no gradient at 0: an all-zero window gives value and gradient 0
-    return jnp.where(nonzero, jnp.sqrt(jnp.where(nonzero, s, 1)), 0)
+    s = jnp.sum(x * x, axis=axis, keepdims=True)
+    zero = s == 0  # sqrt has no gradient at 0: an all-zero window gives value (and gradient) 0; NaN stays NaN
+    return jnp.where(zero, 0, jnp.sqrt(jnp.where(zero, 1, s)))
 
 
-# pools over H, W: (x, ctx) -> (N, C) in the accumulation dtype
-SPACE_POOLS: dict[str, Callable[[Array, Ctx], Array]] = {
-    "avg": lambda x, c: jnp.mean(x, axis=c.space, dtype=c.acc),
-    "max": lambda x, c: jnp.max(x, axis=c.space).astype(c.acc),
-    "lse": lambda x, c: jax.nn.logsumexp(x.astype(c.acc), axis=c.space),
-    "lp": lambda x, c: _lp(x.astype(c.acc), c.space),
-}
-# pools over C (CBAM's spatial descriptors): (x, ctx) -> one channel, kept, accumulation dtype
-CHANNEL_POOLS: dict[str, Callable[[Array, Ctx], Array]] = {
-    "mean": lambda x, c: jnp.mean(x, axis=c.channel, keepdims=True, dtype=c.acc),
-    "max": lambda x, c: jnp.max(x, axis=c.channel, keepdims=True).astype(c.acc),
-}
+def _lse(x: Array, axis: Any) -> Array:
+    """``m + log(sum(exp(x - m)))`` with ``m`` the window's max where finite, else 0 (SPEC.md section 2)."""
+    m = lax.stop_gradient(jnp.max(x, axis=axis, keepdims=True))
+    m = jnp.where(jnp.isfinite(m), m, 0)
+    return m + jnp.log(jnp.sum(jnp.exp(x - m), axis=axis, keepdims=True))
 
 
 def _max_jvp(x: Array, y: Array, t: Array, axis: Any, acc: Any, keepdims: bool) -> Array:
     """Tangent of a max pool: ``t`` averaged over the entries of ``x`` that equal their window's max ``y``.
 
-    The ties are marked arithmetically, ``sign(x - y) + 1`` (1 at a tie, 0 below), and the
-    ``+ 1`` is applied to the small count rather than to an input-sized term: XLA's CPU backend
-    materialises a boolean mask, or a scalar broadcast to the input's size, as a tensor of its
-    own instead of fusing it into the pass. The tangent is written as two sums so that its
-    transpose (reverse mode) is ``share - share * below``, one fused input-sized pass.
-    ``min(x, y)`` stands for ``x`` (equal, as ``x <= y``) so that XLA cannot contract a product
-    that computes ``x`` with the subtraction into one exact multiply-add, which would no longer
-    vanish at the ties; the count and the weights are written unlike each other so that XLA
-    does not merge them into one input-sized tensor. The division by the count happens at the
-    kept shape: at the reduced shape XLA fuses it, and with it the (late) cotangent, into the
-    count's reduction, which then keeps its two input-sized operands alive through the whole
-    backward pass. NaN where ``y`` is NaN (so is the pooled value) and at an infinite maximum.
+    SPEC.md section 1: the derivative selects, ``where(x == y, t, 0)`` (an exact 0 off the maxima
+    whatever ``t`` holds), and is shared evenly among tied maxima; a NaN max equals no entry, so
+    its window's tangent is 0, and an infinite max is shared among its infinite entries. The
+    tangent is linear in ``t`` with a mask computed from ``x`` and ``y`` only, so its transpose
+    (reverse mode) is ``where(x == y, share, 0)``: one fused input-sized pass.
     """
-    n = math.prod(x.shape[a] for a in axis)
-    count = jnp.sum(jnp.sign(jnp.minimum(x, y) - y), axis=axis, keepdims=True, dtype=acc) + n
-    below = jnp.sign(y - jnp.minimum(y, x))  # 1 below the max, 0 at it
-    total = jnp.sum(t, axis=axis, keepdims=True, dtype=acc)
-    out = (total - jnp.sum(t * below, axis=axis, keepdims=True, dtype=acc)) / count
+    hit = x == y
+    count = jnp.sum(hit, axis=axis, keepdims=True, dtype=acc)
+    out = jnp.sum(jnp.where(hit, t, jnp.zeros_like(t)), axis=axis, keepdims=True, dtype=acc) / jnp.maximum(count, 1)
     return out if keepdims else jnp.squeeze(out, axis)
 
 
@@ -146,8 +151,8 @@ def _lp_jvp(x: Array, y: Array, t: Array, axis: Any, acc: Any, keepdims: bool) -
 # tangents of the pools: (x, pooled value kept broadcastable in x's dtype, tangent of x, axis,
 # accumulation dtype, keepdims) -> tangent of the pooled value in the accumulation dtype. Each is
 # linear in the tangent, with the input-sized factors computed from x and y only, so that its
-# transpose is the pool's gradient as one pass (max splits among tied maxima, lp is 0 at an
-# all-zero window: SPEC.md section 2).
+# transpose is the pool's gradient as one pass (max splits among tied maxima and selects, lp is 0
+# at an all-zero window, lse is softmax-weighted: SPEC.md sections 1 and 2).
 POOL_JVPS: dict[str, Callable[[Array, Array, Array, Any, Any, bool], Array]] = {
     "avg": lambda x, y, t, axis, acc, kd: jnp.mean(t, axis=axis, keepdims=kd, dtype=acc),
     "max": _max_jvp,
@@ -155,6 +160,47 @@ POOL_JVPS: dict[str, Callable[[Array, Array, Array, Any, Any, bool], Array]] = {
     "lp": _lp_jvp,
 }
 POOL_JVPS["mean"] = POOL_JVPS["avg"]
+
+_POOL_VALUES: dict[str, Callable[[Array, Any], Array]] = {
+    "max": lambda x, axis: jnp.max(x, axis=axis, keepdims=True),
+    "lse": _lse,
+    "lp": _lp,
+}
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(0, 2, 3))
+def pool(name: str, x: Array, axis: tuple[int, ...], acc: Any) -> Array:
+    """The ``name`` pool (``"max"``, ``"lse"`` or ``"lp"``) of ``x`` over ``axis``, kept, in ``acc``.
+
+    Its derivative is :data:`POOL_JVPS`' (SPEC.md sections 1 and 2) rather than JAX's, whose
+    max multiplies by an indicator (an Inf or NaN tangent off the maximum leaks in).
+    """
+    return _POOL_VALUES[name](x.astype(acc), axis)
+
+
+@pool.defjvp
+def _pool_jvp(name: str, axis: tuple[int, ...], acc: Any, primals: Any, tangents: Any) -> Any:
+    (x,), (t,) = primals, tangents
+    y = pool(name, x, axis, acc)
+    return y, POOL_JVPS[name](x, y.astype(x.dtype), t, axis, acc, True)
+
+
+def _space_pool(name: str) -> Callable[[Array, Ctx], Array]:
+    return lambda x, c: jnp.squeeze(pool(name, x, c.space, c.acc), c.space)
+
+
+# pools over H, W: (x, ctx) -> (N, C) in the accumulation dtype
+SPACE_POOLS: dict[str, Callable[[Array, Ctx], Array]] = {
+    "avg": lambda x, c: jnp.mean(x, axis=c.space, dtype=c.acc),
+    "max": _space_pool("max"),
+    "lse": _space_pool("lse"),
+    "lp": _space_pool("lp"),
+}
+# pools over C (CBAM's spatial descriptors): (x, ctx) -> one channel, kept, accumulation dtype
+CHANNEL_POOLS: dict[str, Callable[[Array, Ctx], Array]] = {
+    "mean": lambda x, c: jnp.mean(x, axis=c.channel, keepdims=True, dtype=c.acc),
+    "max": lambda x, c: pool("max", x, (c.channel,), c.acc),
+}
 
 # ----------------------------------------------------------------------------- layers
 
@@ -171,26 +217,153 @@ def mlp(z: Array, w: Weights, prefix: str, act: str, ctx: Ctx) -> Array:
     return dense(ACTS[act](dense(z, w, f"{prefix}fc1", ctx)), w, f"{prefix}fc2", ctx).sum(axis=0)
 
 
+def _windows_1d(z: Array, k: int, padding: str) -> Array:
+    """(N, C) -> (N, C, k): the window of each output of a 'same' correlation, padded explicitly."""
+    c = z.shape[1]
+    z = jnp.pad(z, ((0, 0), (k // 2, k // 2)), mode="wrap" if padding == "circular" else "constant")
+    return z[:, np.arange(c)[:, None] + np.arange(k)]
+
+
+def _inside(length: int, k: int) -> np.ndarray:
+    """(length, k): whether tap j of output i reads an entry inside the input, not a padded zero."""
+    pos = np.arange(length)[:, None] + np.arange(k) - k // 2
+    return (pos >= 0) & (pos < length)
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(2,))
+def _correlate_1d(z: Array, w: Array, padding: str) -> Array:
+    """``u[:, c] = sum_j w[j] * z_padded[:, c + j]``, each output gathering its window.
+
+    SPEC.md section 1: a padded zero is a value (a NaN tap makes every output NaN) and a NaN
+    channel does not reach across the zero padding. The tangent in ``z`` has a term only for
+    the entries that exist (padded zeros have no tangent) and its transpose, the input's
+    gradient, only for the outputs that exist.
+    """
+    return jnp.matmul(_windows_1d(z, w.shape[0], padding), w, precision=_HIGHEST)
+
+
+@_correlate_1d.defjvp
+def _correlate_1d_jvp(padding: str, primals: Any, tangents: Any) -> Any:
+    (z, w), (tz, tw) = primals, tangents
+    k = w.shape[0]
+    inside = _inside(z.shape[1], k) if padding == "zeros" else np.ones((z.shape[1], k), bool)
+    w_inside = jnp.where(inside, w, jnp.zeros_like(w))  # (C, k): no 0 * w term for a padded zero
+    tu = jnp.einsum("nck,ck->nc", _windows_1d(tz, k, padding), w_inside, precision=_HIGHEST)
+    return _correlate_1d(z, w, padding), tu + jnp.matmul(_windows_1d(z, k, padding), tw, precision=_HIGHEST)
+
+
 def channel_conv(z: Array, kernel: Array, padding: str, ctx: Ctx) -> Array:
-    """ECA's correlation over channels: (N, C) with a ``(k, 1, 1)`` kernel, 'same' size."""
-    pad = kernel.shape[0] // 2
-    z = z[:, :, None]  # channels as the length of a one-feature signal
-    if padding == "circular":
-        z, pads = jnp.pad(z, ((0, 0), (pad, pad), (0, 0)), mode="wrap"), [(0, 0)]
-    else:
-        pads = [(pad, pad)]
-    out = lax.conv_general_dilated(
-        z, ctx.weight(kernel), (1,), pads, dimension_numbers=("NWC", "WIO", "NWC"), precision=_HIGHEST
-    )
-    return out[:, :, 0]
+    """ECA's correlation over channels: (N, C) with a ``(k, 1, 1)`` kernel, 'same' size (:func:`_correlate_1d`)."""
+    return _correlate_1d(z, ctx.weight(kernel)[:, 0, 0], padding)
 
 
+def _pad_space(d: Array, pad: int, ctx: Ctx) -> Array:
+    widths = [(0, 0)] * d.ndim
+    for a in ctx.space:
+        widths[a] = (pad, pad)
+    return jnp.pad(d, widths)
+
+
+def _windows_2d(d: Array, k: int, ctx: Ctx) -> Array:
+    """A padded ``d`` -> each output's window: (N, I, H, k, W, k), or (N, H, k, W, k, I) channels_last."""
+    hi, wi = (np.arange(d.shape[a] - k + 1)[:, None] + np.arange(k) for a in ctx.space)  # (H, k), (W, k)
+    if ctx.channel == 1:
+        return d[:, :, hi[:, :, None, None], wi[None, None]]
+    return d[:, hi[:, :, None, None], wi[None, None], :]
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(2,))
+def _conv_by_windows(d: Array, kernel: Array, ctx: Ctx) -> Array:
+    """The valid correlation of a padded ``d`` with an HWIO ``kernel``, each output gathering its window.
+
+    The padded zeros are values here, but have no tangent: the tangent in ``d`` has no
+    ``0 * kernel`` term, and its transpose (a scatter of ``dz * kernel`` over the windows) has a
+    term only for the outputs that exist, where XLA's transpose of a convolution pads the
+    cotangent and adds ``0 * kernel`` terms: NaN for a non-finite kernel (SPEC.md section 1).
+    """
+    spec = "nihawb,abio->nohw" if ctx.channel == 1 else "nhawbi,abio->nhwo"
+    return jnp.einsum(spec, _windows_2d(d, kernel.shape[0], ctx), kernel, precision=_HIGHEST)
+
+
+@_conv_by_windows.defjvp
+def _conv_by_windows_jvp(ctx: Ctx, primals: Any, tangents: Any) -> Any:
+    (d, kernel), (td, tk) = primals, tangents
+    k = kernel.shape[0]
+    h, w = (d.shape[a] - k + 1 for a in ctx.space)
+    inside = _inside(h, k)[:, :, None, None, None, None] & _inside(w, k)[None, None, :, :, None, None]
+    kernel_inside = jnp.where(
+        inside, kernel[None, :, None], jnp.zeros_like(kernel)[None, :, None]
+    )  # (H, k, W, k, I, O)
+    spec = "nihawb,hawbio->nohw" if ctx.channel == 1 else "nhawbi,hawbio->nhwo"
+    t = jnp.einsum(spec, _windows_2d(td, k, ctx), kernel_inside, precision=_HIGHEST)
+    return _conv_by_windows(d, kernel, ctx), t + _conv_by_windows(d, tk, ctx)
+
+
+@functools.cache
+def _conv_branches(ctx: Ctx) -> tuple[Callable[[Array, Array], Array], Callable[[Array, Array], Array]]:
+    """The two ways of :func:`spatial_conv`, one function object per layout (so eager ``lax.cond``
+    calls find their compiled branches cached)."""
+
+    def conv(d: Array, w: Array) -> Array:
+        return lax.conv_general_dilated(d, w, (1, 1), "VALID", dimension_numbers=ctx.conv, precision=_HIGHEST)
+
+    return conv, lambda d, w: _conv_by_windows(d, w, ctx)
+
+
+@functools.partial(jax.jit, static_argnums=2)  # eager calls reuse the compiled conditional and its derivatives
 def spatial_conv(d: Array, kernel: Array, ctx: Ctx) -> Array:
-    """Stride-1 'same' cross-correlation with zero padding, HWIO kernel, in the input's layout."""
-    pad = kernel.shape[0] // 2
-    return lax.conv_general_dilated(
-        d, ctx.weight(kernel), (1, 1), [(pad, pad), (pad, pad)], dimension_numbers=ctx.conv, precision=_HIGHEST
-    )
+    """Stride-1 'same' cross-correlation with zero padding, HWIO kernel, in the input's layout.
+
+    The zeros are padded explicitly: they are values, so a NaN or Inf weight makes every output
+    NaN and an Inf cotangent meets them in the weight's gradient (SPEC.md section 1). XLA's
+    convolution computes it while the kernel is finite; a non-finite kernel takes
+    :func:`_conv_by_windows`, whose input gradient has no ``0 * kernel`` terms.
+    """
+    w = ctx.weight(kernel)
+    d = _pad_space(d, kernel.shape[0] // 2, ctx)
+    return lax.cond(jnp.isfinite(w).all(), *_conv_branches(ctx), d, w)
+
+
+def training_mode(training: Any) -> Any:
+    """``training`` as a Python bool (the static path), or the traced 0-d bool array it is under ``jax.jit``.
+
+    Anything else (``"no"``, ``1``, a float array) is the spec's ``TypeError``.
+    """
+    check_training(training)
+    return training if isinstance(training, jax.core.Tracer) else bool(training)
+
+
+def negate(flag: Any) -> Any:
+    """``not flag`` for a bool or a (traced) 0-d bool array, checked by :func:`training_mode`."""
+    flag = training_mode(flag)
+    return not flag if isinstance(flag, bool) else jnp.logical_not(flag)
+
+
+@functools.cache
+def _bn_branches(momentum: float, ctx: Ctx, axis_name: Any) -> tuple[Callable[..., Any], Callable[..., Any]]:
+    """Batch norm's statistics in train mode (batch) and eval mode (held), each ``(z, running) ->
+    (mean, var, running statistics after the call)``; one pair of function objects per setting, so
+    eager ``lax.cond`` calls find their compiled branches cached."""
+
+    def batch(z: Array, running: dict[str, Array]) -> tuple[Array, Array, dict[str, Array]]:
+        n = z.size
+        mean = jnp.mean(z)
+        if axis_name is not None:
+            mean, n = lax.pmean(mean, axis_name), n * lax.axis_size(axis_name)
+        var = jnp.mean(jnp.square(z - mean))
+        if axis_name is not None:
+            var = lax.pmean(var, axis_name)
+        mean, var = jnp.reshape(mean, (1,)), jnp.reshape(var, (1,))  # the running statistics' shape
+        updated = {
+            "mean": (1 - momentum) * running["mean"].astype(ctx.acc) + momentum * mean,
+            "var": (1 - momentum) * running["var"].astype(ctx.acc) + momentum * var * (n / (n - 1)),
+        }
+        return mean, var, {k: lax.stop_gradient(v).astype(running[k].dtype) for k, v in updated.items()}
+
+    def held(z: Array, running: dict[str, Array]) -> tuple[Array, Array, dict[str, Array]]:
+        return running["mean"].astype(ctx.acc), running["var"].astype(ctx.acc), running
+
+    return batch, held
 
 
 def batch_norm(
@@ -201,7 +374,7 @@ def batch_norm(
     cfg: CBAMConfig,
     ctx: Ctx,
     *,
-    training: bool,
+    training: Any,
     axis_name: str | None,
 ) -> tuple[Array, dict[str, Array]]:
     """One-channel batch norm (SPEC.md section 2). Returns (output, updated running statistics).
@@ -209,41 +382,31 @@ def batch_norm(
     Train mode normalises with the batch mean and biased variance (two passes, so no
     cancellation), averaged over ``axis_name`` when given; the running variance is updated
     with the unbiased one, ``n`` counting every value on every device along ``axis_name``.
+    ``training`` is a Python bool (eval mode returns no statistics) or a traced bool, which
+    picks the mode with ``lax.cond`` and returns the statistics in both (unchanged in eval mode).
     """
-    running_mean, running_var = stats[f"{prefix}.mean"], stats[f"{prefix}.var"]
-    new_stats: dict[str, Array] = {}
-    if training:
-        n = z.size
-        mean = jnp.mean(z)
-        if axis_name is not None:
-            mean, n = lax.pmean(mean, axis_name), n * lax.axis_size(axis_name)
-        var = jnp.mean(jnp.square(z - mean))
-        if axis_name is not None:
-            var = lax.pmean(var, axis_name)
-        m = cfg.bn_momentum
-        updated = {
-            "mean": (1 - m) * running_mean.astype(ctx.acc) + m * mean,
-            "var": (1 - m) * running_var.astype(ctx.acc) + m * var * (n / (n - 1)),
-        }
-        new_stats = {
-            f"{prefix}.{k}": lax.stop_gradient(v).astype(stats[f"{prefix}.{k}"].dtype) for k, v in updated.items()
-        }
+    running = {k: stats[f"{prefix}.{k}"] for k in ("mean", "var")}
+    batch, held = _bn_branches(cfg.bn_momentum, ctx, axis_name)
+    if isinstance(training, bool):
+        mean, var, new = (batch if training else held)(z, running)
+        new = new if training else {}
     else:
-        mean, var = running_mean.astype(ctx.acc), running_var.astype(ctx.acc)
+        mean, var, new = lax.cond(training, batch, held, z, running)
     inv_std = lax.rsqrt(var + cfg.bn_eps)
-    return (z - mean) * (inv_std * ctx.weight(w[f"{prefix}.scale"])) + ctx.weight(w[f"{prefix}.bias"]), new_stats
+    out = (z - mean) * (inv_std * ctx.weight(w[f"{prefix}.scale"])) + ctx.weight(w[f"{prefix}.bias"])
+    return out, {f"{prefix}.{k}": v for k, v in new.items()}
 
 
 # ----------------------------------------------------------------------------- modules
 # (cfg, weights, stats, x in the computation dtype, ctx, training, axis_name) -> (y, new stats)
 
 
-def se(cfg: SEConfig, w: Weights, stats: Weights, x: Array, ctx: Ctx, training: bool, axis_name: Any) -> Any:
+def se(cfg: SEConfig, w: Weights, stats: Weights, x: Array, ctx: Ctx, training: Any, axis_name: Any) -> Any:
     z = SPACE_POOLS["avg"](x, ctx)[None]  # (1, N, C)
     return x * ctx.expand(GATES[cfg.gate](mlp(z, w, "", cfg.act, ctx))), {}
 
 
-def eca(cfg: ECAConfig, w: Weights, stats: Weights, x: Array, ctx: Ctx, training: bool, axis_name: Any) -> Any:
+def eca(cfg: ECAConfig, w: Weights, stats: Weights, x: Array, ctx: Ctx, training: Any, axis_name: Any) -> Any:
     u = channel_conv(SPACE_POOLS["avg"](x, ctx), w["conv.kernel"], cfg.padding, ctx)
     if "conv.bias" in w:
         u = u + ctx.weight(w["conv.bias"])
@@ -256,7 +419,7 @@ def _channel_gate(cfg: CBAMConfig, ctx: Ctx, w: Weights, pooled: Array) -> Array
 
 
 def _spatial_gate(
-    cfg: CBAMConfig, ctx: Ctx, training: bool, axis_name: Any, w: Weights, stats: Weights, d: Array
+    cfg: CBAMConfig, ctx: Ctx, training: Any, axis_name: Any, w: Weights, stats: Weights, d: Array
 ) -> tuple[Array, dict[str, Array]]:
     """Spatial descriptors (one channel per pool) -> (the spatial gate, updated BN statistics)."""
     s = spatial_conv(d, w["spatial.conv.kernel"], ctx)
@@ -288,7 +451,7 @@ def _scaled(v: Array, t: Array, ctx: Ctx) -> Array:
 def _cbam_pass(
     cfg: CBAMConfig,
     ctx: Ctx,
-    training: bool,
+    training: Any,
     axis_name: Any,
     x: Array,
     w: Weights,
@@ -337,9 +500,10 @@ def _cbam_pass(
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(0, 1, 2, 3))
 def _cbam(
-    cfg: CBAMConfig, ctx: Ctx, training: bool, axis_name: Any, x: Array, w: Weights, stats: Weights
+    cfg: CBAMConfig, ctx: Ctx, static: bool | None, axis_name: Any, flag: Any, x: Array, w: Weights, stats: Weights
 ) -> tuple[Array, dict[str, Array]]:
-    return _cbam_pass(cfg, ctx, training, axis_name, x, w, stats)[0]
+    """The mode is ``static`` (a Python bool), or the operand ``flag`` (a traced bool) when ``static`` is None."""
+    return _cbam_pass(cfg, ctx, flag if static is None else static, axis_name, x, w, stats)[0]
 
 
 def _instantiate(t: Any, primal: Array) -> Array:
@@ -347,27 +511,32 @@ def _instantiate(t: Any, primal: Array) -> Array:
 
 
 @functools.partial(_cbam.defjvp, symbolic_zeros=True)
-def _cbam_jvp(cfg: CBAMConfig, ctx: Ctx, training: bool, axis_name: Any, primals: Any, tangents: Any) -> Any:
+def _cbam_jvp(cfg: CBAMConfig, ctx: Ctx, static: bool | None, axis_name: Any, primals: Any, tangents: Any) -> Any:
     """CBAM's JVP (``jax.jvp``, ``jax.jacfwd``), which reverse mode (``jax.grad``) linearises and
     transposes, and which is itself differentiable (``jax.hessian``, any order of modes).
 
     Zero tangents arrive symbolic: a zero input tangent (e.g. gradients of the weights only)
     skips the input-sized terms; the small ones are made concrete. The updated running
     statistics have tangent zero (``stop_gradient``, as without the custom rule); the running
-    statistics read in eval mode get their derivative like any input.
+    statistics read in eval mode get their derivative like any input. The mode flag has none.
     """
-    x, w, stats = primals
-    tx, tw, tstats = tangents
+    flag, x, w, stats = primals
+    _, tx, tw, tstats = tangents
     tx = None if isinstance(tx, SymbolicZero) else tx
     tw = {k: _instantiate(t, w[k]) for k, t in tw.items()}
     tstats = {k: _instantiate(t, stats[k]) for k, t in tstats.items()}
+    training = flag if static is None else static
     (y, new_stats), ty = _cbam_pass(cfg, ctx, training, axis_name, x, w, stats, (tx, tw, tstats))
     return (y, new_stats), (ty, {k: jnp.zeros_like(v) for k, v in new_stats.items()})
 
 
-def cbam(cfg: CBAMConfig, w: Weights, stats: Weights, x: Array, ctx: Ctx, training: bool, axis_name: Any) -> Any:
-    """Channel attention, then spatial attention; the input-sized passes have a hand-written JVP (:func:`_cbam_jvp`)."""
-    return _cbam(cfg, ctx, training, axis_name, x, dict(w), dict(stats))
+def cbam(cfg: CBAMConfig, w: Weights, stats: Weights, x: Array, ctx: Ctx, training: Any, axis_name: Any) -> Any:
+    """Channel attention, then spatial attention; the input-sized passes have a hand-written JVP (:func:`_cbam_jvp`).
+
+    A traced ``training`` is an operand of the custom JVP (a Python bool stays static).
+    """
+    static, flag = (training, ()) if isinstance(training, bool) else (None, training)
+    return _cbam(cfg, ctx, static, axis_name, flag, x, dict(w), dict(stats))
 
 
 _MODULES: dict[str, Callable[..., tuple[Array, dict[str, Array]]]] = {"se": se, "cbam": cbam, "eca": eca}
@@ -379,7 +548,7 @@ def apply(
     stats: Weights,
     x: Any,
     *,
-    training: bool,
+    training: Any,
     data_format: str,
     dtype: Any = None,
     axis_name: str | None = None,
@@ -387,9 +556,14 @@ def apply(
     """Run the module ``cfg`` describes. Returns (y, updated running statistics or {}).
 
     The input is checked by the spec (rank, channels, dtype, batch norm's n > 1 in train mode).
+    ``training`` is a bool, or a 0-d bool array (traced under ``jax.jit``: batch norm then
+    returns its running statistics in either mode, unchanged in eval mode); anything else is a
+    ``TypeError``.
     """
     x = jnp.asarray(x)
-    cfg.validate_input(x.shape, x.dtype, data_format=data_format, training=training)
+    training = training_mode(training)
+    # a traced mode is checked as training (batch norm needs N * H * W > 1): it may train
+    cfg.validate_input(x.shape, x.dtype, data_format=data_format, training=training is not False)
     ctx = make_ctx(data_format, x.dtype if dtype is None else dtype)
     y, new_stats = _MODULES[cfg.module](cfg, weights, stats, x.astype(ctx.dtype), ctx, training, axis_name)
     return y.astype(x.dtype), new_stats

@@ -36,7 +36,7 @@ __all__ = ["attention_maps"]
 
 
 def attention_maps(
-    module: Any, weights: _ops.Weights, stats: _ops.Weights, x: Any, *, training: bool, axis_name: str | None = None
+    module: Any, weights: _ops.Weights, stats: _ops.Weights, x: Any, *, training: Any, axis_name: str | None = None
 ) -> dict[str, jax.Array]:
     """The maps of a Linen or NNX ``module`` (its ``config``, ``data_format`` and ``dtype``) on ``x``.
 
@@ -44,7 +44,8 @@ def attention_maps(
     """
     cfg, data_format, dtype = module.config, module.data_format, module.dtype
     x = jnp.asarray(x)
-    cfg.validate_input(x.shape, x.dtype, data_format=data_format, training=training)
+    training = _ops.training_mode(training)  # a bool, or a traced 0-d bool array
+    cfg.validate_input(x.shape, x.dtype, data_format=data_format, training=training is not False)
     ctx = _ops.make_ctx(data_format, x.dtype if dtype is None else dtype)
     x = x.astype(ctx.dtype)
     gate = _ops.GATES[cfg.gate]

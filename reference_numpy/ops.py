@@ -161,7 +161,7 @@ def mlp_backward(du: Array, cache: tuple, w1: Array, w2: Array, act: str) -> tup
     grads = {
         "fc1.weight": np.einsum("pnh,pnc->hc", dh, z),
         "fc1.bias": dh.sum(axis=(0, 1)),
-        "fc2.weight": du.T @ a.sum(axis=0),
+        "fc2.weight": np.einsum("nc,pnh->ch", du, a),  # one term per pool (SPEC 1: Inf * 0 stays NaN)
         "fc2.bias": du.sum(axis=0) * z.shape[0],
     }
     return dh @ w1, grads

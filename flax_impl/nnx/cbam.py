@@ -9,6 +9,7 @@ from flax import nnx
 
 from reference_numpy import check_training
 
+from .. import _ops
 from ._base import Attention
 
 
@@ -65,7 +66,7 @@ class CBAM(Attention):
         """``x`` scaled by the attention; ``use_running_average`` overrides the module's mode."""
         running = self.use_running_average if use_running_average is None else use_running_average
         check_training(running, "use_running_average")  # "no" is truthy: it must not silently mean True
-        return self._attend(x, not running, self.axis_name)
+        return self._attend(x, _ops.negate(running), self.axis_name)  # a traced bool stays traced
 
     def attention_maps(self, x: jax.Array, use_running_average: bool | None = None) -> dict[str, jax.Array]:
         """The gates: ``{"channel": (N, C), "spatial": (N, 1, H, W)}``, in the module's mode unless overridden.
@@ -74,4 +75,4 @@ class CBAM(Attention):
         """
         running = self.use_running_average if use_running_average is None else use_running_average
         check_training(running, "use_running_average")
-        return self._maps(x, not running, self.axis_name)
+        return self._maps(x, _ops.negate(running), self.axis_name)
