@@ -50,7 +50,8 @@ ACTS: dict[str, tuple[Callable[[Array], Array], Callable[[Array], Array]]] = {
 }
 
 GATES: dict[str, tuple[Callable[[Array], Array], Callable[[Array], Array]]] = {
-    "sigmoid": (_sigmoid, lambda x: _sigmoid(x) * (1.0 - _sigmoid(x))),
+    # sigmoid(x) * sigmoid(-x), not s * (1 - s): 1 - s rounds to 0 once s rounds to 1 (x > ~37)
+    "sigmoid": (_sigmoid, lambda x: _sigmoid(x) * _sigmoid(-x)),
     "hard_sigmoid": (
         lambda x: _relu6(x + 3.0) / 6.0,
         lambda x: ((x > -3.0) & (x < 3.0)) / 6.0,

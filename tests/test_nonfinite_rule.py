@@ -38,8 +38,9 @@ def test_an_activation_derivative_selects_when_piecewise_and_multiplies_when_smo
 
 def test_gate_derivatives():
     same(ops.GATE_VJPS["hard_sigmoid"](np.array([-4.0, nan, 0.0]), np.array([inf, 1.0, 6.0])), [0.0, 0.0, 1.0])
-    # sigmoid multiplies: at a saturated input s(1 - s) is 0 and Inf * 0 is NaN
-    same(ops.GATE_VJPS["sigmoid"](np.array([50.0, nan]), np.array([inf, 1.0])), [nan, nan])
+    # sigmoid multiplies by sigmoid(x) * sigmoid(-x): positive at 50 (where 1 - s already rounds to 0),
+    # 0 once sigmoid(-x) underflows, and Inf * 0 is NaN
+    same(ops.GATE_VJPS["sigmoid"](np.array([50.0, 800.0, nan]), np.array([inf, inf, 1.0])), [inf, nan, nan])
 
 
 def test_max_pool_gradient_selects_ties_split_and_a_nan_max_gives_zeros():
