@@ -40,12 +40,22 @@ class _CanonicalBatchNorm2d(nn.BatchNorm2d):
 
 
 class SpatialGate(nn.Module):
-    """CBAM's spatial branch before the gate: ``bn(conv(d))`` for descriptors ``d`` of shape ``(N, 2, H, W)``."""
+    """CBAM's spatial branch before the gate: ``bn(conv(d))`` for descriptors ``d`` of shape ``(N, 2, H, W)``.
+
+    The convolution's "same" padding is explicit (``F.pad``, then ``conv`` with ``padding=0``), so
+    its zeros are values (SPEC.md section 1): a NaN or Inf tap times a padded zero is NaN, as in
+    the reference. oneDNN's float32 convolution with built-in padding skips those taps.
+    The batch norm is computed from SPEC.md's formula (:func:`_batch_norm`), not by
+    ``nn.BatchNorm2d.forward``, whose folded ``weight * inv_std`` and ``bias - mean * weight *
+    inv_std`` turn an infinite weight into NaN where the formula gives Inf; a ``SyncBatchNorm``
+    (after ``convert_sync_batchnorm``) or any other module put at ``bn`` runs as itself.
+    """
 
     def __init__(self, cfg: CBAMConfig, *, device: Any = None, dtype: Any = None) -> None:
         super().__init__()
         k = cfg.spatial_kernel_size
-        self.conv = nn.Conv2d(2, 1, k, padding=k // 2, bias=cfg.spatial_bias, device=device, dtype=dtype)
+        self.pad = (k // 2,) * 4
+        self.conv = nn.Conv2d(2, 1, k, padding=0, bias=cfg.spatial_bias, device=device, dtype=dtype)
         self.bn = (
             _CanonicalBatchNorm2d(eps=cfg.bn_eps, momentum=cfg.bn_momentum, device=device, dtype=dtype)
             if cfg.spatial_norm
@@ -53,34 +63,66 @@ class SpatialGate(nn.Module):
         )
 
     def forward(self, d: torch.Tensor) -> torch.Tensor:
-        z = self.conv(d)
+        z = self.conv(F.pad(d, self.pad))
         if self.bn is None:
             return z
-        if self.training and torch._C._are_functorch_transforms_active():
-            # torch.func cannot update buffers the transformed function does not take as inputs:
-            # batch statistics as always, running statistics left as they are (torch.func's own advice)
-            return F.batch_norm(z, None, None, self.bn.weight, self.bn.bias, True, 0.0, self.bn.eps)
-        if self.training and type(self.bn) is _CanonicalBatchNorm2d and torch.compiler.is_exporting():
-            return _batch_norm_by_hand(self.bn, z)
-        return self.bn(z)
+        if type(self.bn) is not _CanonicalBatchNorm2d:
+            return self.bn(z)
+        # torch.func cannot update buffers the transformed function does not take as inputs:
+        # batch statistics as always, running statistics left as they are (torch.func's own advice)
+        update = self.bn.training and not torch._C._are_functorch_transforms_active()
+        return _batch_norm(self.bn, z, batch_statistics=self.bn.training, update=update)
 
 
-def _batch_norm_by_hand(bn: nn.BatchNorm2d, z: torch.Tensor) -> torch.Tensor:
-    """Train-mode ``bn(z)`` for one channel in reductions and products (SPEC.md section 4's formula).
+def _batch_norm(bn: nn.BatchNorm2d, z: torch.Tensor, *, batch_statistics: bool, update: bool) -> torch.Tensor:
+    """``bn(z)`` for one channel as SPEC.md section 2 writes it: ``(z - mean) / sqrt(var + eps) * weight + bias``.
 
-    For ``torch.export``: the dynamo ONNX exporter turns the exported train-mode batch norm into
-    one that normalises with the running statistics (PyTorch 2.13); these ops export as they are.
-    The running statistics update as ``bn`` would update them.
+    In that order of operations, so non-finite values land where the reference puts them;
+    autograd differentiates it (the gradient flows through the batch statistics). With
+    ``update``, the running statistics update as ``nn.BatchNorm2d`` updates them, written
+    ``(1 - momentum) * running + momentum * batch`` (an infinite running value stays infinite).
+    It computes in the dtype ``nn.BatchNorm2d`` accumulates in (:func:`_bn_dtype`); every tool
+    traces and exports these ops as they are (the dynamo ONNX exporter would turn an exported
+    train-mode batch norm into one that uses the running statistics, PyTorch 2.13).
     """
-    dims = (0, 2, 3)
-    mean = z.mean(dims, keepdim=True)
-    var = (z - mean).square().mean(dims, keepdim=True)
-    with torch.no_grad():
-        count = z.shape[0] * z.shape[2] * z.shape[3]
-        bn.running_mean.lerp_(mean.detach().view(1), bn.momentum)
-        bn.running_var.lerp_(var.detach().view(1) * (count / (count - 1)), bn.momentum)
-        bn.num_batches_tracked.add_(1)
-    return (z - mean) * torch.rsqrt(var + bn.eps) * bn.weight.view(1, 1, 1, 1) + bn.bias.view(1, 1, 1, 1)
+    acc = _bn_dtype(z)
+    zf = z if acc is None else z.to(acc)
+
+    def t(p: torch.Tensor) -> torch.Tensor:
+        return (p if acc is None else p.to(acc)).view(1, 1, 1, 1)
+
+    if batch_statistics:
+        dims = (0, 2, 3)
+        mean = zf.mean(dims, keepdim=True)
+        var = (zf - mean).square().mean(dims, keepdim=True)
+        if update:
+            m = bn.momentum
+            # the unbiased variance from var itself, not with n / (n - 1): a tracer would bake n in
+            unbiased = zf.detach().var(dims, correction=1).view(1).to(bn.running_var.dtype)
+            bn.running_mean.mul_(1 - m).add_(mean.detach().view(1).to(bn.running_mean.dtype) * m)
+            bn.running_var.mul_(1 - m).add_(unbiased * m)
+            bn.num_batches_tracked.add_(1)
+    else:
+        mean, var = t(bn.running_mean), t(bn.running_var)
+    out = (zf - mean) * torch.rsqrt(var + bn.eps) * t(bn.weight) + t(bn.bias)
+    return out if acc is None else out.to(z.dtype)
+
+
+def _bn_dtype(z: torch.Tensor) -> torch.dtype | None:
+    """The dtype ``nn.BatchNorm2d`` accumulates ``z`` in, where that is not ``z``'s own (ATen's ``acc_type``).
+
+    float32 for half types (SPEC.md section 1), float64 for float32 on CPU: the statistics and the
+    parameters' gradients are sums over N x H x W, which PyTorch's own batch norm accumulates in
+    double there (a float32 sum of a cancelling gradient loses digits the previous port kept).
+    ``None`` for an fx proxy, whose dtype is unknown at trace time.
+    """
+    if isinstance(z, torch.fx.Proxy):
+        return None
+    if z.dtype in (torch.float16, torch.bfloat16):
+        return torch.float32
+    if z.dtype == torch.float32 and z.device.type == "cpu":
+        return torch.float64
+    return None
 
 
 @_register
