@@ -97,7 +97,7 @@ def _batch_norm(bn: nn.BatchNorm2d, z: torch.Tensor, *, batch_statistics: bool, 
         var = (zf - mean).square().mean(dims, keepdim=True)
         if update:
             m = bn.momentum
-            # the unbiased variance from var itself, not with n / (n - 1): a tracer would bake n in
+            # torch.var with correction=1, not var * n / (n - 1): jit.trace would bake n in as a constant
             unbiased = zf.detach().var(dims, correction=1).view(1).to(bn.running_var.dtype)
             bn.running_mean.mul_(1 - m).add_(mean.detach().view(1).to(bn.running_mean.dtype) * m)
             bn.running_var.mul_(1 - m).add_(unbiased * m)

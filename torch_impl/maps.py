@@ -73,7 +73,8 @@ def attention_maps(module: Any, x: Tensor) -> dict[str, Tensor]:
         z = _space_pool("avg", x, acc)
         w = t["conv.weight"].reshape(-1)
         idx, valid = pad_index(z.shape[1], w.shape[0] // 2, cfg.padding)
-        padded = z[:, torch.from_numpy(idx).to(x.device)] * torch.from_numpy(valid).to(device=x.device, dtype=acc)
+        # a padded zero is a zero, not a copy of a channel times 0 (SPEC.md section 1: NaN * 0 would leak)
+        padded = torch.where(torch.from_numpy(valid).to(x.device), z[:, torch.from_numpy(idx).to(x.device)], 0.0)
         u = padded.unfold(1, w.shape[0], 1) @ w
         if "conv.bias" in t:
             u = u + t["conv.bias"]
