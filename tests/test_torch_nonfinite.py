@@ -87,7 +87,7 @@ def test_gate_derivatives(kind, plain):
     agree(dx, ops.GATE_VJPS[kind](x.numpy(), g.numpy()))
 
 
-@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["float64", "float32"])
 def test_activation_values_are_the_native_ones(dtype):
     x = torch.cat([torch.tensor(SPECIAL), torch.randn(10_000) * 4]).to(dtype)
     same(_ops.ACTIVATIONS["relu"](x), F.relu(x))
@@ -147,7 +147,7 @@ def test_lse_of_infinite_windows_is_their_limit(plain):
 # ----------------------------------------------------------------------------- CBAM's spatial branch
 
 
-@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["float64", "float32"])
 def test_a_non_finite_tap_meets_the_padded_zeros(dtype):
     """oneDNN's float32 convolution skips padded taps; the port pads explicitly, so NaN * 0 reaches every output."""
     cbam = torch_impl.CBAM(8, rd_channels=2, spatial_norm=False).to(dtype)
@@ -170,3 +170,24 @@ def test_batch_norm_follows_the_formula_with_an_infinite_weight(training):
     xhat = (z - mean) / torch.sqrt(var + bn.eps)
     same(got, xhat * inf + bn.bias.detach())
     assert torch.isinf(got).all()
+
+
+@pytest.mark.parametrize("path", ["fast", "composite"])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["float64", "float32"])
+@pytest.mark.parametrize("where", [(0, 0, 0, 0), (1, 0, 2, 5), (0, 0, 4, 3)], ids=["corner", "edge", "inside"])
+def test_a_non_finite_cotangent_meets_the_padded_zeros_in_the_weight_gradient(where, dtype, path):
+    """The weight gradient has the products dz * 0 of the padded taps: NaN where an Inf dz meets one."""
+    conv = torch_impl.CBAM(8, rd_channels=2).to(dtype).spatial.conv  # 7x7 on 5x6: every output has padded taps
+    d = torch.randn(2, 2, 5, 6, dtype=dtype, requires_grad=True)
+    dz = torch.randn(2, 1, 5, 6, dtype=dtype)
+    dz[where] = inf
+    with torch_impl.composite(path == "composite"):
+        dd, dw = torch.autograd.grad(conv(d), [d, conv.weight], dz)
+    want_dd, want_dw = ops.conv2d_backward(
+        dz.double().numpy(), d.detach().double().numpy(), conv.weight.detach().double().numpy()
+    )
+    for got, want in ((dw, want_dw), (dd, want_dd)):
+        got = got.double().numpy()
+        for f in (np.isnan, np.isposinf, np.isneginf):
+            np.testing.assert_array_equal(f(got), f(want))
+    assert np.isnan(want_dw).any()  # the case is not vacuous: the Inf met a padded zero

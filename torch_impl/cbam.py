@@ -11,7 +11,7 @@ from torch import nn
 from reference_numpy import CBAMConfig
 
 from ._base import AttentionModule, _register
-from ._ops import ChannelMLP, channel_attention, channel_gate, gate, scale, scale_and_pool
+from ._ops import ChannelMLP, channel_attention, channel_gate, composable, gate, scale, scale_and_pool
 
 __all__ = ["CBAM", "SpatialGate"]
 
@@ -39,12 +39,60 @@ class _CanonicalBatchNorm2d(nn.BatchNorm2d):
         super()._load_from_state_dict(state_dict, prefix, {**local_metadata, "version": self._version}, *args)
 
 
+class _PaddedTaps(torch.autograd.Function):
+    """``z`` passed through; its backward adds to ``w``'s gradient the products of ``dz`` with the padded zeros.
+
+    A native "same" convolution in float32 on CPU (oneDNN) skips the padded taps; those products,
+    ``dz * 0``, are 0 unless ``dz`` is Inf or NaN, where SPEC.md section 1 makes them NaN. So the
+    gradient added here is NaN at a tap that met a non-finite ``dz`` at a padded zero, else 0: a
+    few ops on small tensors, no data-dependent branch (vmap and CUDA graphs take it as it is).
+    """
+
+    @staticmethod
+    def forward(ctx, z: torch.Tensor, w: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        ctx.w_shape, ctx.w_dtype = w.shape, w.dtype
+        return z.view_as(z)
+
+    @staticmethod
+    def backward(ctx, dz: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:  # type: ignore[override]
+        if not ctx.needs_input_grad[1]:
+            return dz, None
+        k = ctx.w_shape[-1]
+        bad = ~dz.isfinite()  # (N, 1, H, W)
+
+        def outside(n: int) -> torch.Tensor:  # (n, k): tap j of output i reads a padded position
+            pos = torch.arange(n, device=dz.device)[:, None] + torch.arange(k, device=dz.device) - k // 2
+            return (pos < 0) | (pos >= n)
+
+        rows = (outside(dz.shape[-2]) & bad.any(dim=(0, 1, 3))[:, None]).any(0)  # (k,): tap rows that met one
+        cols = (outside(dz.shape[-1]) & bad.any(dim=(0, 1, 2))[:, None]).any(0)
+        hit = rows[:, None] | cols[None, :]
+        dw = torch.where(hit, float("nan"), 0.0).to(ctx.w_dtype)
+        return dz, dw.expand(ctx.w_shape).contiguous()
+
+
+class _SameConv2d(nn.Conv2d):
+    """``nn.Conv2d`` with "same" zero padding whose padded zeros are values (SPEC.md section 1).
+
+    oneDNN's float32 convolution skips padded taps, so a NaN or Inf tap would not reach every
+    output, nor an Inf cotangent meet a padded zero in the weight gradient. Where the weight is
+    finite on CPU, the native padded convolution runs (the taps it skips are exact zeros) with
+    :class:`_PaddedTaps` restoring the weight gradient's terms; otherwise, on other devices and
+    on the composite path, the input is padded explicitly (``F.pad``), which oneDNN runs slower.
+    """
+
+    def _conv_forward(self, input: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        p = self.kernel_size[0] // 2
+        if composable(input) or input.device.type != "cpu" or not bool(weight.isfinite().all()):
+            return F.conv2d(F.pad(input, (p, p, p, p)), weight, bias)
+        return _PaddedTaps.apply(F.conv2d(input, weight, bias, padding=p), weight)
+
+
 class SpatialGate(nn.Module):
     """CBAM's spatial branch before the gate: ``bn(conv(d))`` for descriptors ``d`` of shape ``(N, 2, H, W)``.
 
-    The convolution's "same" padding is explicit (``F.pad``, then ``conv`` with ``padding=0``), so
-    its zeros are values (SPEC.md section 1): a NaN or Inf tap times a padded zero is NaN, as in
-    the reference. oneDNN's float32 convolution with built-in padding skips those taps.
+    The convolution's padded zeros are values (SPEC.md section 1, :class:`_SameConv2d`): a NaN or
+    Inf tap times a padded zero is NaN, as in the reference.
     The batch norm is computed from SPEC.md's formula (:func:`_batch_norm`), not by
     ``nn.BatchNorm2d.forward``, whose folded ``weight * inv_std`` and ``bias - mean * weight *
     inv_std`` turn an infinite weight into NaN where the formula gives Inf; a ``SyncBatchNorm``
@@ -54,8 +102,7 @@ class SpatialGate(nn.Module):
     def __init__(self, cfg: CBAMConfig, *, device: Any = None, dtype: Any = None) -> None:
         super().__init__()
         k = cfg.spatial_kernel_size
-        self.pad = (k // 2,) * 4
-        self.conv = nn.Conv2d(2, 1, k, padding=0, bias=cfg.spatial_bias, device=device, dtype=dtype)
+        self.conv = _SameConv2d(2, 1, k, padding=k // 2, bias=cfg.spatial_bias, device=device, dtype=dtype)
         self.bn = (
             _CanonicalBatchNorm2d(eps=cfg.bn_eps, momentum=cfg.bn_momentum, device=device, dtype=dtype)
             if cfg.spatial_norm
@@ -63,7 +110,7 @@ class SpatialGate(nn.Module):
         )
 
     def forward(self, d: torch.Tensor) -> torch.Tensor:
-        z = self.conv(F.pad(d, self.pad))
+        z = self.conv(d)
         if self.bn is None:
             return z
         if type(self.bn) is not _CanonicalBatchNorm2d:
