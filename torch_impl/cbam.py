@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -134,6 +134,8 @@ def _batch_norm(bn: nn.BatchNorm2d, z: torch.Tensor, *, batch_statistics: bool, 
     """
     acc = _bn_dtype(z)
     zf = z if acc is None else z.to(acc)
+    # a _CanonicalBatchNorm2d always tracks running statistics with a momentum (the casts tell mypy so)
+    running_mean, running_var = cast(torch.Tensor, bn.running_mean), cast(torch.Tensor, bn.running_var)
 
     def t(p: torch.Tensor) -> torch.Tensor:
         return (p if acc is None else p.to(acc)).view(1, 1, 1, 1)
@@ -143,14 +145,14 @@ def _batch_norm(bn: nn.BatchNorm2d, z: torch.Tensor, *, batch_statistics: bool, 
         mean = zf.mean(dims, keepdim=True)
         var = (zf - mean).square().mean(dims, keepdim=True)
         if update:
-            m = bn.momentum
+            m = cast(float, bn.momentum)
             # torch.var with correction=1, not var * n / (n - 1): jit.trace would bake n in as a constant
-            unbiased = zf.detach().var(dims, correction=1).view(1).to(bn.running_var.dtype)
-            bn.running_mean.mul_(1 - m).add_(mean.detach().view(1).to(bn.running_mean.dtype) * m)
-            bn.running_var.mul_(1 - m).add_(unbiased * m)
-            bn.num_batches_tracked.add_(1)
+            unbiased = zf.detach().var(dims, correction=1).view(1).to(running_var.dtype)
+            running_mean.mul_(1 - m).add_(mean.detach().view(1).to(running_mean.dtype) * m)
+            running_var.mul_(1 - m).add_(unbiased * m)
+            cast(torch.Tensor, bn.num_batches_tracked).add_(1)
     else:
-        mean, var = t(bn.running_mean), t(bn.running_var)
+        mean, var = t(running_mean), t(running_var)
     out = (zf - mean) * torch.rsqrt(var + bn.eps) * t(bn.weight) + t(bn.bias)
     return out if acc is None else out.to(z.dtype)
 
