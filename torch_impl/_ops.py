@@ -54,12 +54,41 @@ __all__ = [
 
 Tensor = torch.Tensor
 
+# SPEC.md section 1's non-finite rule: a piecewise function's derivative SELECTS, where(cond, g * slope, 0),
+# with cond an IEEE comparison (false at NaN). PyTorch's relu, relu6 and hardswish backwards pass g at a NaN
+# input instead, so these are written as selects between branches: ``torch.where``'s derivative is exactly
+# that selection, in reverse mode, forward mode and at every order. The values are the native ops' bit for
+# bit (hard_swish above 3 is x itself, where PyTorch rounds x * 6 / 6), and a branch that may be non-finite
+# where it is not selected takes x detached, so no 0 * Inf product from it reaches the gradient.
+
+
+def _relu(x: Tensor) -> Tensor:
+    return torch.where(x > 0, x, F.relu(x.detach()))  # F.relu(x) is 0 or NaN where x > 0 is false
+
+
+def _relu6(x: Tensor) -> Tensor:
+    return torch.where((x > 0) & (x < 6), x, F.relu6(x.detach()))
+
+
+def _hard_swish(x: Tensor) -> Tensor:
+    """``x * relu6(x + 3) / 6``; derivative ``g`` above 3, ``g * (x / 3 + 1 / 2)`` on [-3, 3], else 0.
+
+    On [-3, 3] the value is the native one and the gradient comes from ``(x + 3/2)**2 / 6``, whose
+    derivative is that slope as ONE product (the product rule on ``x * (x + 3) / 6`` would add two
+    terms, Inf - Inf at an infinite ``g``); its second derivative, 1/3, is right too.
+    """
+    mid = (x >= -3) & (x <= 3)
+    shaped = (torch.where(mid, x, 0.0) + 1.5).square() / 6  # finite everywhere: a zero gradient stays 0
+    value = F.hardswish(x.detach())
+    return torch.where(x > 3, x, torch.where(mid, value + (shaped - shaped.detach()), value))
+
+
 ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {
-    "relu": F.relu,
-    "relu6": F.relu6,
-    "silu": F.silu,
+    "relu": _relu,
+    "relu6": _relu6,
+    "silu": F.silu,  # smooth: their derivatives multiply (IEEE), as PyTorch's own do
     "gelu": F.gelu,  # exact (erf) form, PyTorch's default
-    "hard_swish": F.hardswish,
+    "hard_swish": _hard_swish,
 }
 
 
@@ -68,6 +97,7 @@ class _Sigmoid(torch.autograd.Function):
 
     PyTorch's own backward uses y * (1 - y) from the output, which for y near 1 keeps only a
     few bits of 1 - y: a saturated gate's gradient then loses most of its precision in float32.
+    It is the reference's form (SPEC.md section 1, on where it rounds to 0).
     """
 
     @staticmethod
@@ -82,8 +112,11 @@ class _Sigmoid(torch.autograd.Function):
 
 
 def _hard_sigmoid(x: Tensor) -> Tensor:
-    # not F.hardsigmoid: its backward multiplies by 1/6 rounded to float32, even for float64 (PyTorch 2.13)
-    return F.relu6(x + 3.0) / 6.0
+    """``relu6(x + 3) / 6``, derivative ``g / 6`` strictly inside (-3, 3) and an exact 0 elsewhere (NaN included).
+
+    Not F.hardsigmoid: its backward multiplies by 1/6 rounded to float32, even for float64 (PyTorch 2.13).
+    """
+    return torch.where((x > -3) & (x < 3), (x + 3) / 6, F.relu6(x.detach() + 3) / 6)
 
 
 GATES: dict[str, Callable[[Tensor], Tensor]] = {"sigmoid": _Sigmoid.apply, "hard_sigmoid": _hard_sigmoid}
@@ -142,14 +175,33 @@ def _max(x: Tensor, dims: tuple[int, ...]) -> Tensor:
 
 
 def _max_grad_(dx: Tensor, x: Tensor, y: Tensor, dy: Tensor, dims: tuple[int, ...], scratch: Tensor | None) -> None:
-    hit = _into(scratch, torch.eq, x, y)  # 1.0 at every maximum: ties share the gradient evenly
-    dx.addcmul_(hit, (dy / _sum(hit, dims)).to(dx.dtype))
+    """``dx += where(x == y, dy / count, 0)``: ties share the gradient evenly, a NaN max is equal to nothing.
+
+    The selection as a product ``hit * v`` (one pass, and float masks are much faster than bool
+    ones on CPU) is exact wherever ``v`` is finite; the windows without a maximum (a NaN max,
+    ``count == 0``) get ``v = 0``. Only a non-finite cotangent (Inf or NaN, where ``0 * v`` is
+    NaN) needs the ``torch.where``; on CPU the check costs nothing, elsewhere it would
+    synchronise, so there the select always runs.
+    """
+    hit = _into(scratch, torch.eq, x, y)  # 1.0 at every maximum
+    count = _sum(hit, dims)
+    v = torch.where(count > 0, dy / count, 0.0).to(dx.dtype)
+    if v.device.type == "cpu" and bool(v.isfinite().all()):
+        dx.addcmul_(hit, v)
+    else:
+        dx.add_(torch.where(hit != 0, v, 0.0))
 
 
 def _lse(x: Tensor, dims: tuple[int, ...]) -> Tensor:
     x32 = x.to(_accumulator(x) or x.dtype)
-    m = x32.amax(dims, keepdim=True)
+    m = _lse_shift(x32, dims)
     return (m + (x32 - m).exp().sum(dims, keepdim=True).log()).to(x.dtype)  # SPEC's formula, infinities included
+
+
+def _lse_shift(x: Tensor, dims: tuple[int, ...]) -> Tensor:
+    """The window's max where finite, else 0 (SPEC.md section 2): a +Inf window pools to +Inf, an all -Inf one to -Inf."""
+    m = x.amax(dims, keepdim=True)
+    return torch.where(m.isfinite(), m, 0.0)
 
 
 def _lse_grad_(dx: Tensor, x: Tensor, y: Tensor, dy: Tensor, dims: tuple[int, ...], scratch: Tensor | None) -> None:
@@ -263,8 +315,24 @@ def _plain_mean(x: Tensor, dims: tuple[int, ...]) -> Tensor:
 
 def _plain_lse(x: Tensor, dims: tuple[int, ...]) -> Tensor:
     x32 = _widened(x)
-    m = x32.amax(dims, keepdim=True).detach()  # any constant gives the same function; the max keeps exp finite
+    m = _lse_shift(x32, dims).detach()  # any constant gives the same function; the max keeps exp finite
     return (m + (x32 - m).exp().sum(dims, keepdim=True).log()).type_as(x)
+
+
+def _plain_max(x: Tensor, dims: tuple[int, ...]) -> Tensor:
+    """The max over ``dims`` (NaN propagates), its derivative the selection ``where(x == max, g / count, 0)``.
+
+    ``amax``'s own derivative multiplies by the indicator (``0 * Inf`` is NaN) and divides by a
+    count of 0 in a NaN window. Here the gradient flows through ``q``, the sum of the maxima
+    each divided by their count (a ``torch.where``: an exact 0 elsewhere), whose value is the max
+    again up to rounding: the output is the max itself plus ``q - q`` (exactly 0 where the max is
+    finite), or ``q`` where the max is infinite (``q`` is that infinity).
+    """
+    m = x.amax(dims, keepdim=True).detach()
+    hit = x == m  # no entry equals a NaN max
+    count = hit.sum(dims, keepdim=True, dtype=x.dtype).clamp(min=1)
+    q = torch.where(hit, x / count, 0.0).sum(dims, keepdim=True)
+    return torch.where(m.isinf(), q, m + (q - q.detach()))
 
 
 def _plain_lp(x: Tensor, dims: tuple[int, ...]) -> Tensor:
@@ -274,7 +342,7 @@ def _plain_lp(x: Tensor, dims: tuple[int, ...]) -> Tensor:
 _PLAIN_POOLS: dict[str, Callable[[Tensor, tuple[int, ...]], Tensor]] = {
     "avg": _plain_mean,
     "mean": _plain_mean,
-    "max": _max,
+    "max": _plain_max,
     "lse": _plain_lse,
     "lp": _plain_lp,
 }

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -11,7 +11,7 @@ from torch import nn
 from reference_numpy import CBAMConfig
 
 from ._base import AttentionModule
-from ._ops import ChannelMLP, channel_attention, channel_gate, gate, scale, scale_and_pool
+from ._ops import ChannelMLP, channel_attention, channel_gate, composable, gate, scale, scale_and_pool
 
 __all__ = ["CBAM", "SpatialGate"]
 
@@ -39,13 +39,70 @@ class _CanonicalBatchNorm2d(nn.BatchNorm2d):
         super()._load_from_state_dict(state_dict, prefix, {**local_metadata, "version": self._version}, *args)
 
 
+class _PaddedTaps(torch.autograd.Function):
+    """``z`` passed through; its backward adds to ``w``'s gradient the products of ``dz`` with the padded zeros.
+
+    A native "same" convolution in float32 on CPU (oneDNN) skips the padded taps; those products,
+    ``dz * 0``, are 0 unless ``dz`` is Inf or NaN, where SPEC.md section 1 makes them NaN. So the
+    gradient added here is NaN at a tap that met a non-finite ``dz`` at a padded zero, else 0: a
+    few ops on small tensors, no data-dependent branch (vmap and CUDA graphs take it as it is).
+    """
+
+    @staticmethod
+    def forward(ctx, z: torch.Tensor, w: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        ctx.w_shape, ctx.w_dtype = w.shape, w.dtype
+        return z.view_as(z)
+
+    @staticmethod
+    def backward(ctx, dz: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:  # type: ignore[override]
+        if not ctx.needs_input_grad[1]:
+            return dz, None
+        k = ctx.w_shape[-1]
+        bad = ~dz.isfinite()  # (N, 1, H, W)
+
+        def outside(n: int) -> torch.Tensor:  # (n, k): tap j of output i reads a padded position
+            pos = torch.arange(n, device=dz.device)[:, None] + torch.arange(k, device=dz.device) - k // 2
+            return (pos < 0) | (pos >= n)
+
+        rows = (outside(dz.shape[-2]) & bad.any(dim=(0, 1, 3))[:, None]).any(0)  # (k,): tap rows that met one
+        cols = (outside(dz.shape[-1]) & bad.any(dim=(0, 1, 2))[:, None]).any(0)
+        hit = rows[:, None] | cols[None, :]
+        dw = torch.where(hit, float("nan"), 0.0).to(ctx.w_dtype)
+        return dz, dw.expand(ctx.w_shape).contiguous()
+
+
+class _SameConv2d(nn.Conv2d):
+    """``nn.Conv2d`` with "same" zero padding whose padded zeros are values (SPEC.md section 1).
+
+    oneDNN's float32 convolution skips padded taps, so a NaN or Inf tap would not reach every
+    output, nor an Inf cotangent meet a padded zero in the weight gradient. Where the weight is
+    finite on CPU, the native padded convolution runs (the taps it skips are exact zeros) with
+    :class:`_PaddedTaps` restoring the weight gradient's terms; otherwise, on other devices and
+    on the composite path, the input is padded explicitly (``F.pad``), which oneDNN runs slower.
+    """
+
+    def _conv_forward(self, input: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        p = self.kernel_size[0] // 2
+        if composable(input) or input.device.type != "cpu" or not bool(weight.isfinite().all()):
+            return F.conv2d(F.pad(input, (p, p, p, p)), weight, bias)
+        return _PaddedTaps.apply(F.conv2d(input, weight, bias, padding=p), weight)
+
+
 class SpatialGate(nn.Module):
-    """CBAM's spatial branch before the gate: ``bn(conv(d))`` for descriptors ``d`` of shape ``(N, 2, H, W)``."""
+    """CBAM's spatial branch before the gate: ``bn(conv(d))`` for descriptors ``d`` of shape ``(N, 2, H, W)``.
+
+    The convolution's padded zeros are values (SPEC.md section 1, :class:`_SameConv2d`): a NaN or
+    Inf tap times a padded zero is NaN, as in the reference.
+    The batch norm is computed from SPEC.md's formula (:func:`_batch_norm`), not by
+    ``nn.BatchNorm2d.forward``, whose folded ``weight * inv_std`` and ``bias - mean * weight *
+    inv_std`` turn an infinite weight into NaN where the formula gives Inf; a ``SyncBatchNorm``
+    (after ``convert_sync_batchnorm``) or any other module put at ``bn`` runs as itself.
+    """
 
     def __init__(self, cfg: CBAMConfig, *, device: Any = None, dtype: Any = None) -> None:
         super().__init__()
         k = cfg.spatial_kernel_size
-        self.conv = nn.Conv2d(2, 1, k, padding=k // 2, bias=cfg.spatial_bias, device=device, dtype=dtype)
+        self.conv = _SameConv2d(2, 1, k, padding=k // 2, bias=cfg.spatial_bias, device=device, dtype=dtype)
         self.bn = (
             _CanonicalBatchNorm2d(eps=cfg.bn_eps, momentum=cfg.bn_momentum, device=device, dtype=dtype)
             if cfg.spatial_norm
@@ -56,31 +113,65 @@ class SpatialGate(nn.Module):
         z = self.conv(d)
         if self.bn is None:
             return z
-        if self.training and torch._C._are_functorch_transforms_active():
-            # torch.func cannot update buffers the transformed function does not take as inputs:
-            # batch statistics as always, running statistics left as they are (torch.func's own advice)
-            return F.batch_norm(z, None, None, self.bn.weight, self.bn.bias, True, 0.0, self.bn.eps)
-        if self.training and type(self.bn) is _CanonicalBatchNorm2d and torch.compiler.is_exporting():
-            return _batch_norm_by_hand(self.bn, z)
-        return self.bn(z)
+        if type(self.bn) is not _CanonicalBatchNorm2d:
+            return self.bn(z)
+        # torch.func cannot update buffers the transformed function does not take as inputs:
+        # batch statistics as always, running statistics left as they are (torch.func's own advice)
+        update = self.bn.training and not torch._C._are_functorch_transforms_active()
+        return _batch_norm(self.bn, z, batch_statistics=self.bn.training, update=update)
 
 
-def _batch_norm_by_hand(bn: nn.BatchNorm2d, z: torch.Tensor) -> torch.Tensor:
-    """Train-mode ``bn(z)`` for one channel in reductions and products (SPEC.md section 4's formula).
+def _batch_norm(bn: nn.BatchNorm2d, z: torch.Tensor, *, batch_statistics: bool, update: bool) -> torch.Tensor:
+    """``bn(z)`` for one channel as SPEC.md section 2 writes it: ``(z - mean) / sqrt(var + eps) * weight + bias``.
 
-    For ``torch.export``: the dynamo ONNX exporter turns the exported train-mode batch norm into
-    one that normalises with the running statistics (PyTorch 2.13); these ops export as they are.
-    The running statistics update as ``bn`` would update them.
+    In that order of operations, so non-finite values land where the reference puts them;
+    autograd differentiates it (the gradient flows through the batch statistics). With
+    ``update``, the running statistics update as ``nn.BatchNorm2d`` updates them, written
+    ``(1 - momentum) * running + momentum * batch`` (an infinite running value stays infinite).
+    It computes in the dtype ``nn.BatchNorm2d`` accumulates in (:func:`_bn_dtype`); every tool
+    traces and exports these ops as they are (the dynamo ONNX exporter would turn an exported
+    train-mode batch norm into one that uses the running statistics, PyTorch 2.13).
     """
-    dims = (0, 2, 3)
-    mean = z.mean(dims, keepdim=True)
-    var = (z - mean).square().mean(dims, keepdim=True)
-    with torch.no_grad():
-        count = z.shape[0] * z.shape[2] * z.shape[3]
-        bn.running_mean.lerp_(mean.detach().view(1), bn.momentum)
-        bn.running_var.lerp_(var.detach().view(1) * (count / (count - 1)), bn.momentum)
-        bn.num_batches_tracked.add_(1)
-    return (z - mean) * torch.rsqrt(var + bn.eps) * bn.weight.view(1, 1, 1, 1) + bn.bias.view(1, 1, 1, 1)
+    acc = _bn_dtype(z)
+    zf = z if acc is None else z.to(acc)
+    # a _CanonicalBatchNorm2d always tracks running statistics with a momentum (the casts tell mypy so)
+    running_mean, running_var = cast(torch.Tensor, bn.running_mean), cast(torch.Tensor, bn.running_var)
+
+    def t(p: torch.Tensor) -> torch.Tensor:
+        return (p if acc is None else p.to(acc)).view(1, 1, 1, 1)
+
+    if batch_statistics:
+        dims = (0, 2, 3)
+        mean = zf.mean(dims, keepdim=True)
+        var = (zf - mean).square().mean(dims, keepdim=True)
+        if update:
+            m = cast(float, bn.momentum)
+            # torch.var with correction=1, not var * n / (n - 1): jit.trace would bake n in as a constant
+            unbiased = zf.detach().var(dims, correction=1).view(1).to(running_var.dtype)
+            running_mean.mul_(1 - m).add_(mean.detach().view(1).to(running_mean.dtype) * m)
+            running_var.mul_(1 - m).add_(unbiased * m)
+            cast(torch.Tensor, bn.num_batches_tracked).add_(1)
+    else:
+        mean, var = t(running_mean), t(running_var)
+    out = (zf - mean) * torch.rsqrt(var + bn.eps) * t(bn.weight) + t(bn.bias)
+    return out if acc is None else out.to(z.dtype)
+
+
+def _bn_dtype(z: torch.Tensor) -> torch.dtype | None:
+    """The dtype ``nn.BatchNorm2d`` accumulates ``z`` in, where that is not ``z``'s own (ATen's ``acc_type``).
+
+    float32 for half types (SPEC.md section 1), float64 for float32 on CPU: the statistics and the
+    parameters' gradients are sums over N x H x W, which PyTorch's own batch norm accumulates in
+    double there (a float32 sum of a cancelling gradient loses digits the previous port kept).
+    ``None`` for an fx proxy, whose dtype is unknown at trace time.
+    """
+    if isinstance(z, torch.fx.Proxy):
+        return None
+    if z.dtype in (torch.float16, torch.bfloat16):
+        return torch.float32
+    if z.dtype == torch.float32 and z.device.type == "cpu":
+        return torch.float64
+    return None
 
 
 class CBAM(AttentionModule):

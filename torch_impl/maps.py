@@ -75,7 +75,8 @@ def attention_maps(module: Any, x: Tensor) -> dict[str, Tensor]:
         z = _space_pool("avg", x, acc)
         w = t["conv.weight"].reshape(-1)
         idx, valid = pad_index(z.shape[1], w.shape[0] // 2, cfg.padding)
-        padded = z[:, torch.from_numpy(idx).to(x.device)] * torch.from_numpy(valid).to(device=x.device, dtype=acc)
+        # a padded zero is a zero, not a copy of a channel times 0 (SPEC.md section 1: NaN * 0 would leak)
+        padded = torch.where(torch.from_numpy(valid).to(x.device), z[:, torch.from_numpy(idx).to(x.device)], 0.0)
         u = padded.unfold(1, w.shape[0], 1) @ w
         if "conv.bias" in t:
             u = u + t["conv.bias"]
@@ -88,17 +89,15 @@ def attention_maps(module: Any, x: Tensor) -> dict[str, Tensor]:
     x1 = x * g[:, :, None, None]
     d = torch.cat([_channel_pool(q, x1, acc) for q in cfg.spatial_pool_order], dim=1)
     w = t["spatial.conv.weight"]
-    z = F.conv2d(d, w, t.get("spatial.conv.bias"), padding=w.shape[-1] // 2)
+    p = w.shape[-1] // 2  # padded explicitly: its zeros are values (SPEC.md section 1; oneDNN skips padded taps)
+    z = F.conv2d(F.pad(d, (p, p, p, p)), w, t.get("spatial.conv.bias"))
     if cfg.spatial_norm:
-        running = not module.training  # training: batch statistics, and the running ones are left alone
-        z = F.batch_norm(
-            z,
-            t["spatial.bn.running_mean"] if running else None,
-            t["spatial.bn.running_var"] if running else None,
-            t["spatial.bn.weight"],
-            t["spatial.bn.bias"],
-            training=not running,
-            eps=cfg.bn_eps,
-        )
+        # SPEC.md's formula in its order (F.batch_norm's folded form turns an infinite weight into NaN);
+        # training: batch statistics, and the running ones are left alone
+        if module.training:
+            mean, var = z.mean((0, 2, 3), keepdim=True), z.var((0, 2, 3), correction=0, keepdim=True)
+        else:
+            mean, var = t["spatial.bn.running_mean"], t["spatial.bn.running_var"]
+        z = (z - mean) * torch.rsqrt(var + cfg.bn_eps) * t["spatial.bn.weight"] + t["spatial.bn.bias"]
     maps["spatial"] = gate(z).to(x.dtype)
     return maps
