@@ -1291,7 +1291,6 @@ def ports_api_rows() -> list[Row]:
     """The ports' exported functions the port sections above do not call (each skipped without its framework)."""
     rows: list[Row] = []
     cfg = _CFGS["cbam"]
-    base = "(owned by the skeleton-refactor branch)"
     if importlib.util.find_spec("torch") is not None:
         import torch
 
@@ -1299,12 +1298,7 @@ def ports_api_rows() -> list[Row]:
 
         m = torch_impl.from_config(cfg)
         rows += [
-            _xfail(
-                _raises(
-                    "torch.composite.enabled", lambda: torch_impl.composite("no").__enter__(), TypeError, "`enabled`"
-                ),
-                "torch_impl/_ops.py (owned by another branch): composite() takes any value as a bool",
-            ),
+            _raises("torch.composite.enabled", lambda: torch_impl.composite("no").__enter__(), TypeError, "`enabled`"),
             _raises("torch.to_canonical.str", lambda: torch_impl.to_canonical("x"), TypeError, "`module`"),
             _raises("torch.from_config.device", lambda: torch_impl.from_config(cfg, device="nope"), BAD, "`device`"),
             _raises("torch.from_config.dtype", lambda: torch_impl.from_config(cfg, dtype=torch.int32), BAD, "`dtype`"),
@@ -1367,10 +1361,7 @@ def ports_api_rows() -> list[Row]:
                 "nnx.to_torch.dialect", lambda: fnnx.to_torch_state_dict(mod, dialect="nope"), ValueError, "'nope'"
             ),
             _raises("nnx.to_torch.module", lambda: fnnx.to_torch_state_dict(5), TypeError, "`module`"),
-            _xfail(
-                _raises("nnx.rngs", lambda: fnnx.CBAM(6, rngs="x"), TypeError, "`rngs`"),
-                f"flax_impl/nnx/_base.py {base}: rngs is used unchecked",
-            ),
+            _raises("nnx.rngs", lambda: fnnx.CBAM(6, rngs="x"), TypeError, "`rngs`"),
         ]
     if importlib.util.find_spec("keras") is not None:
         import tf_impl

@@ -264,7 +264,9 @@ def composite(enabled: bool = True) -> Iterator[None]:
     True
     """
     global _forced_composite
-    before, _forced_composite = _forced_composite, bool(enabled)
+    if not isinstance(enabled, bool):
+        raise TypeError(f"`enabled` must be a bool. Received: enabled={enabled!r} of type {type(enabled).__name__}")
+    before, _forced_composite = _forced_composite, enabled
     try:
         yield
     finally:

@@ -88,6 +88,10 @@ class Attention(nnx.Module):
         float_dtype("dtype", dtype, allow_none=True)
         float_dtype("param_dtype", param_dtype)
         self.data_format, self.dtype, self.param_dtype = data_format, dtype, param_dtype
+        if not isinstance(rngs, nnx.Rngs):
+            raise TypeError(
+                f"`rngs` must be an nnx.Rngs (e.g. nnx.Rngs(0)). Received: rngs of type {type(rngs).__name__}"
+            )
         self._build(rngs)
 
     def _build(self, rngs: nnx.Rngs) -> None:
