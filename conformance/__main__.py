@@ -27,9 +27,11 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from reference_numpy import DATA_FORMATS, MODULES
+
+from ._cli import Parser
 from ._cli import seed as _seed
 from .adapters import ADAPTERS, get_adapter, is_installed
-from .grid import DATA_FORMATS, MODULES
 from .report import ALIASES, install_hint, quiet_framework_logs
 from .tolerances import DTYPES
 
@@ -74,7 +76,7 @@ FRAMEWORKS_HELP = f"comma-separated, from {', '.join(ADAPTERS)} ('flax' means bo
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = Parser(
         prog="python -m conformance",
         description="Check SE/CBAM/ECA implementations against attnspec's reference (SPEC.md section 9).",
     )
@@ -295,6 +297,9 @@ def _spec(args: argparse.Namespace) -> int:
         return "\n".join(f"  {n:<4} {title}" for n, title in spec_sections().items())
 
     if args.list:
+        if args.section:
+            print(f"error: --list takes no section. Received: {' '.join(args.section)!r}", file=sys.stderr)
+            return 2
         print(listing())
         return 0
     section = " ".join(args.section) or None

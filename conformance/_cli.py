@@ -3,8 +3,20 @@
 from __future__ import annotations
 
 import argparse
+from typing import NoReturn
 
-__all__ = ["first_line", "seconds", "seed"]
+__all__ = ["Parser", "first_line", "seconds", "seed"]
+
+
+class Parser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are one line on stderr (exit 2), like every other error of the tools.
+
+    argparse's own ``error`` prints the whole usage first (several lines); here the line says where to find it.
+    Sub-command parsers made with ``add_subparsers`` are of this class too.
+    """
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see: {self.prog} --help)\n")
 
 
 def seed(text: str) -> int:

@@ -8,7 +8,18 @@ from typing import Any
 
 import numpy as np
 
-from reference_numpy import CBAMConfig, Config, ECAConfig, SEConfig, forward, init_params, ops, param_layout
+from reference_numpy import (
+    CBAMConfig,
+    Config,
+    ECAConfig,
+    SEConfig,
+    check_config,
+    check_data_format,
+    forward,
+    init_params,
+    ops,
+    param_layout,
+)
 
 __all__ = ["Case", "edge_cases", "make_case", "move_from_init", "round_to_dtype", "saturating_case"]
 
@@ -22,6 +33,8 @@ def round_to_dtype(a: np.ndarray, dtype: str) -> np.ndarray:
     >>> round_to_dtype(np.array([1.0 + 2**-9, 1.0 + 3 * 2**-9]), "bfloat16").tolist()
     [1.0, 1.0078125]
     """
+    if a is None or isinstance(a, (str, bytes)) or np.asarray(a).dtype.kind not in "biuf":
+        raise TypeError(f"`a` must be an array of real numbers. Received: a of type {type(a).__name__}")
     a = np.asarray(a, dtype=np.float64)
     if dtype == "float64":
         return a.copy()
@@ -149,6 +162,18 @@ _READS_X = ("fc1.weight", "channel.fc1.weight", "spatial.conv.weight", "conv.wei
 """The weights applied to descriptors of x (pooled x, or pooled x1, which has x's scale)."""
 
 
+def _check_case_args(cfg: Any, seed: Any, dtype: Any, training: Any, data_format: Any) -> None:
+    """The arguments every case maker shares, each refused by name (the sweep of issue #14)."""
+    check_config(cfg)
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"`seed` must be an int >= 0. Received: seed={seed!r}")
+    if dtype not in ("float64", "float32", "bfloat16", "float16"):
+        raise ValueError(f"Unknown dtype {dtype!r}. Expected float64, float32, bfloat16 or float16")
+    if not isinstance(training, bool):
+        raise TypeError(f"`training` must be a bool. Received: training={training!r} of type {type(training).__name__}")
+    check_data_format(data_format)
+
+
 def _default_shape(cfg: Config) -> tuple[int, int, int, int]:
     """Pairwise distinct N, C, H, W (and != hidden where possible), non-square H x W."""
     taken = {cfg.channels, getattr(cfg, "hidden", -1)}
@@ -178,6 +203,19 @@ def make_case(
     entries tied within a max-pool window are redrawn (deterministically), and every hidden
     unit of an MLP is active for part of the batch (see :func:`_split_hidden_units`).
     """
+    _check_case_args(cfg, seed, dtype, training, data_format)
+    if shape is not None:
+        ok = isinstance(shape, (tuple, list)) and len(shape) == 4
+        ok = ok and all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in shape)
+        if not ok or shape[1] != cfg.channels:
+            raise ValueError(
+                f"`shape` must be (N, C, H, W), four ints >= 1 with C == cfg.channels ({cfg.channels}). "
+                f"Received: shape={shape!r}"
+            )
+    if isinstance(magnitude, bool) or not isinstance(magnitude, (int, float)) or not 0 < magnitude < float("inf"):
+        raise ValueError(f"`magnitude` must be a finite number > 0. Received: magnitude={magnitude!r}")
+    if not isinstance(name, str):
+        raise TypeError(f"`name` must be a str. Received: name={name!r} of type {type(name).__name__}")
     rng = np.random.default_rng(seed)
     n, c, h, w = shape or _default_shape(cfg)
     x = _draw_tie_free(rng, (n, c, h, w), dtype, magnitude)
@@ -201,6 +239,7 @@ def edge_cases(
     N=1, H=W=1 (eval only where BN would see one value), C=1 and "C smaller than the ratio"
     (configs with a different channel count), very large and very small magnitudes.
     """
+    _check_case_args(cfg, seed, dtype, training, data_format)
     kw = dict(seed=seed, dtype=dtype, training=training, data_format=data_format)
     n, c, h, w = _default_shape(cfg)
     yield make_case(cfg, shape=(1, c, h, w), name="n1", **kw)  # type: ignore[arg-type]

@@ -73,9 +73,9 @@ def compare(
     in :data:`~conformance.tolerances.DERIVED_DTYPES`, the test is SPEC.md 9.3's
     ``|a - r| <= BOUND_FACTOR * (u_d + u_float64) * M + TINY_d``. Otherwise (half types, or no
     ``bound``) it is ``|a - r| <= atol * scale + rtol * |r|`` with ``scale`` the largest ``|r|``
-    of the tensor unless given. A ``bound`` that is negative, NaN or of the wrong shape is a
-    ``ValueError``. NaN matches NaN and an infinity matches the same infinity; anything else
-    non-finite fails.
+    of the tensor unless given. A ``bound`` that is negative, NaN, infinite at a finite entry of
+    ``expected`` or of the wrong shape is a ``ValueError``. NaN matches NaN and an infinity matches
+    the same infinity, whatever the bound there; anything else non-finite fails.
 
     >>> c = compare("y", [1.0, 2.0], [1.0, 2.0 + 1e-3], "float32", seed=0)
     >>> c.ok, c.worst_index
@@ -86,6 +86,10 @@ def compare(
     True
     """
     tolerance(dtype)
+    if scale is not None and (
+        isinstance(scale, bool) or not isinstance(scale, (int, float, np.floating)) or not 0 <= scale < np.inf
+    ):
+        raise ValueError(f"`scale` must be a finite number >= 0 or None. Received: scale={scale!r}")
     r = np.asarray(expected, dtype=np.float64)
     derived = bound is not None and dtype in DERIVED_DTYPES
     if derived:
@@ -98,6 +102,8 @@ def compare(
             ) from None
         if not (m >= 0).all():  # also refuses NaN
             raise ValueError(f"`bound` of {name} must be >= 0 (and not NaN) everywhere. Received: min {np.min(m)}")
+        if not np.isfinite(np.broadcast_to(m, r.shape)[np.isfinite(r)]).all():  # it would pass anything there
+            raise ValueError(f"`bound` of {name} must be finite where the reference is finite. Received: +inf")
     try:
         a = np.asarray(actual, dtype=np.float64)
     except (TypeError, ValueError) as e:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
-from reference_numpy import CBAMConfig, Config, ECAConfig, SEConfig
+from reference_numpy import MODULES, CBAMConfig, Config, ECAConfig, SEConfig
 
 CHANNELS = 24
 """Channel count of the grid: distinct from N, H, W and from every hidden width below."""
@@ -85,11 +85,53 @@ KNOBS: list[Variant] = [
     Variant("eca", "hard_sigmoid-gamma", _knob(ECAConfig, gate="hard_sigmoid", gamma=1.5, beta=2)),
 ]
 
-MODULES = ("se", "cbam", "eca")
 MODES = (False, True)  # training
-DATA_FORMATS = ("channels_first", "channels_last")
 
 
 def variants(modules: tuple[str, ...] = MODULES, *, full: bool = False) -> list[Variant]:
     """Presets of ``modules``, plus the knob grid when ``full``."""
     return [v for v in PRESETS + (KNOBS if full else []) if v.module in modules]
+
+
+NONFINITE_IDS = (
+    "se-official",  # relu's selection, sigmoid's product (an Inf cotangent at a saturated gate)
+    "se-relu6-hard_sigmoid",  # relu6 and the hard gate: two-sided selections
+    "se-hard_swish-nearest8",  # hard_swish: a selection with a non-constant slope
+    "cbam-official",  # avg and max pools, the spatial conv's padded zeros, BN (train and eval)
+    "cbam-all-pools-mean-max",  # lse and lp pools, the other spatial pool order
+    "cbam-no-norm-bias-k1",  # the hard gate on the spatial branch, a conv bias, no BN
+    "eca-paper",  # "zeros" padding: padded zeros are values
+    "eca-k5-circular-bias",  # "circular" padding: padded taps copy channels
+)
+"""The variants whose non-finite cases (``cases.nonfinite_cases``) the report runs: together they
+exercise every piecewise derivative (relu, relu6, hard_swish, hard_sigmoid, max pools), every pool
+over space (avg, max, lse, lp) and over channels (mean, max), BN in train and eval mode, both ECA
+paddings and the padded zeros of CBAM's spatial convolution (SPEC.md section 1)."""
+NONFINITE_DTYPES = ("float32",)
+"""The dtype of the default run's non-finite cases (the one most users run); ``full`` adds every
+gradient dtype of the adapter. An adapter without float32 uses its first gradient dtype."""
+
+
+def nonfinite_variants(modules: tuple[str, ...] = MODULES) -> list[Variant]:
+    """The variants of :data:`NONFINITE_IDS` among ``modules``, in module order.
+
+    >>> [v.id for v in nonfinite_variants(("eca",))]
+    ['eca-paper', 'eca-k5-circular-bias']
+    """
+    by_id = {v.id: v for v in PRESETS + KNOBS}
+    chosen = [by_id[i] for i in NONFINITE_IDS if by_id[i].module in modules]
+    return sorted(chosen, key=lambda v: MODULES.index(v.module))
+
+
+NONFINITE_TRAIN_IDS = ("cbam-official",)
+"""The variants whose non-finite cases also run in train mode: BN's batch statistics (a NaN or Inf
+anywhere in the batch reaches every entry). Train mode changes nothing else, so one variant does."""
+
+
+def nonfinite_modes(variant: Variant) -> tuple[bool, ...]:
+    """The modes (``training``) ``variant``'s non-finite cases run in: eval, and train for :data:`NONFINITE_TRAIN_IDS`.
+
+    >>> [nonfinite_modes(v) for v in nonfinite_variants(("cbam",))]
+    [(False, True), (False,), (False,)]
+    """
+    return MODES if variant.id in NONFINITE_TRAIN_IDS else (False,)

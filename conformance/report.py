@@ -1,15 +1,18 @@
 """The conformance matrix behind ``python -m conformance``: run it, then render it.
 
 :func:`run_matrix` checks every selected variant (grid.py) with every selected framework
-in each dtype, mode and data format its adapter supports, plus one non-vacuity check per
-framework and module, and returns a :class:`Matrix` of plain data. The renderers turn a
-matrix into text, Markdown or JSON; nothing here prints.
+in each dtype, mode and data format its adapter supports, the non-finite cases of SPEC.md
+section 1 (NaN, +Inf and -Inf in x, in each weight and in dy, for ``grid.nonfinite_variants``),
+plus one non-vacuity check per framework and module, and returns a :class:`Matrix` of plain
+data. The renderers turn a matrix into text, Markdown or JSON; nothing here prints.
 
 >>> m = run_matrix(["numpy"], modules=("eca",), progress=False)
 >>> m.passed, [r.id for r in m.rows], m.rows[0].cells["numpy"].per_dtype
 (True, ['eca/paper', 'eca/timm', 'eca/timm_ceca'], {'float64': 0.0})
 >>> print(render_text(m).splitlines()[2])
 module/variant   numpy
+>>> m.nonfinite_agree("numpy"), [r.id for r in m.nonfinite]  # cases agreeing, cases run
+((21, 21), ['eca/paper', 'eca/k5-circular-bias'])
 """
 
 from __future__ import annotations
@@ -29,10 +32,19 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, NamedTuple, TextIO
 
 import reference_numpy as ref
+from reference_numpy import DATA_FORMATS, MODULES, PORTS
 
 from .adapters import ADAPTERS, Adapter, get_adapter, is_installed
-from .cases import Case, edge_cases, make_case
-from .grid import CHANNELS, DATA_FORMATS, MODES, MODULES, Variant, variants
+from .cases import Case, edge_cases, make_case, nonfinite_cases
+from .grid import (
+    CHANNELS,
+    MODES,
+    NONFINITE_DTYPES,
+    Variant,
+    nonfinite_modes,
+    nonfinite_variants,
+    variants,
+)
 from .runner import CaseReport, check_case, check_non_vacuity, exception_line, smallest_caught
 
 __all__ = [
@@ -60,10 +72,10 @@ SENSITIVITY_DTYPES = ("float64", "float32")
 """Dtypes in which the smallest caught weight perturbation is measured (runner.smallest_caught)."""
 MAX_FAILURE_LINES = 20
 """Failure messages printed below a matrix; the rest are counted."""
-ALIASES: dict[str, tuple[str, ...]] = {"flax": ("flax.linen", "flax.nnx")}
-"""Names that stand for several frameworks (on the command line, and in "not tested" lists)."""
-EXTRAS = {"torch": "torch", "flax.linen": "flax", "flax.nnx": "flax", "keras": "tf"}
-"""The pip extra of attnspec that installs each framework (pyproject.toml)."""
+ALIASES: dict[str, tuple[str, ...]] = {fw: ports for fw, ports in PORTS.items() if ports != (fw,)}
+"""Names that stand for several ports (on the command line, and in "not tested" lists): ``reference_numpy.PORTS``."""
+EXTRAS = {port: ref.EXTRAS[fw] for fw, ports in PORTS.items() for port in ports}
+"""The pip extra of attnspec that installs each port's framework (``reference_numpy.EXTRAS``, by port)."""
 PROGRESS_INTERVAL_S = 10.0
 """Seconds between two plain progress lines when the progress stream is not a terminal."""
 
@@ -134,6 +146,11 @@ class Matrix:
     sensitivity: dict[str, dict[str, dict[str, float | None]]] = dataclasses.field(default_factory=dict)
     """framework -> module -> dtype -> the smallest relative weight perturbation the comparison caught
     (``None``: not even the largest step of runner.LADDER)."""
+    nonfinite: list[Row] = dataclasses.field(default_factory=list)
+    """The non-finite table (SPEC.md section 1): one row per variant of ``grid.nonfinite_variants``, a
+    cell per framework counting its non-finite cases (``cases``) and those that disagreed (``failed``)."""
+    nonfinite_timings: dict[str, float] = dataclasses.field(default_factory=dict)
+    """Wall seconds each framework's non-finite cases took (part of ``timings``)."""
 
     def smallest_caught(self, framework: str) -> dict[str, float | None]:
         """Per dtype, the worst (largest) over modules of the smallest perturbation caught."""
@@ -164,13 +181,23 @@ class Matrix:
         return sum(c.cases for r in self.rows for c in r.cells.values())
 
     @property
+    def nonfinite_cases(self) -> int:
+        return sum(c.cases for r in self.nonfinite for c in r.cells.values())
+
+    def nonfinite_agree(self, framework: str) -> tuple[int, int]:
+        """(cases agreeing, cases run) of ``framework``'s non-finite cases."""
+        cells = [r.cells[framework] for r in self.nonfinite]
+        total = sum(c.cases for c in cells)
+        return total - sum(c.failed for c in cells), total
+
+    @property
     def non_vacuity_checks(self) -> int:
         return sum(len(v) for v in self.non_vacuity.values())
 
     @property
     def checks(self) -> int:
-        """Cases plus non-vacuity checks: the count the progress counter runs to."""
-        return self.cases + self.non_vacuity_checks
+        """Cases (of the grid and non-finite) plus non-vacuity checks: the count the progress counter runs to."""
+        return self.cases + self.nonfinite_cases + self.non_vacuity_checks
 
     def non_vacuity_status(self, framework: str) -> str:
         """``ok``, ``FAIL`` or, when the framework was not run, its column status."""
@@ -222,6 +249,47 @@ def _cases(adapter: Adapter, variant: Variant, seed: int, full: bool) -> Iterato
             for training in MODES:
                 case_id = f"{variant.id}-edge-cases-{dtype}-{'train' if training else 'eval'}"
                 yield from _make(case_id, dtype, functools.partial(edges, dtype, training))
+
+
+def nonfinite_dtypes(adapter: Adapter | type[Adapter], full: bool) -> tuple[str, ...]:
+    """The dtypes of the non-finite cases: :data:`grid.NONFINITE_DTYPES` (every gradient dtype when
+    ``full``) among the adapter's gradient dtypes, else its first gradient dtype."""
+    wanted = adapter.grad_dtypes if full else NONFINITE_DTYPES
+    return tuple(d for d in wanted if d in adapter.grad_dtypes) or adapter.grad_dtypes[:1]
+
+
+def nonfinite_formats(adapter: Adapter | type[Adapter], full: bool) -> tuple[str, ...]:
+    """The data formats of the non-finite cases: the adapter's first (every one when ``full``)."""
+    formats = tuple(f for f in DATA_FORMATS if f in adapter.data_formats)
+    return formats if full else formats[:1]
+
+
+def _nonfinite_cases(adapter: Adapter, variant: Variant, seed: int, full: bool) -> Iterator[Case | _Unbuilt]:
+    """SPEC.md section 1's non-finite cases for one variant: NaN, +Inf, -Inf in x, each weight and dy."""
+    cfg = variant.build(CHANNELS)
+
+    def some(dtype: str, training: bool, fmt: str) -> list[Case]:
+        found = nonfinite_cases(cfg, seed=seed, dtype=dtype, training=training, data_format=fmt)
+        return [dataclasses.replace(c, name=f"{variant.name}.{c.name}") for c in found]
+
+    for dtype in nonfinite_dtypes(adapter, full):
+        for training in nonfinite_modes(variant):
+            for fmt in nonfinite_formats(adapter, full):
+                layout = "nchw" if fmt == "channels_first" else "nhwc"
+                case_id = f"{variant.id}-nonfinite-{dtype}-{'train' if training else 'eval'}-{layout}"
+                yield from _make(case_id, dtype, functools.partial(some, dtype, training, fmt))
+
+
+def _nonfinite_count(adapter: Adapter | type[Adapter], variant: Variant, full: bool) -> int:
+    """How many cases :func:`_nonfinite_cases` makes: 3 values x (x, dy and every canonical tensor)."""
+    cfg = variant.build(CHANNELS)
+    per_run = 3 * (2 + len(ref.param_layout(cfg)))
+    return (
+        per_run
+        * len(nonfinite_modes(variant))
+        * len(nonfinite_dtypes(adapter, full))
+        * len(nonfinite_formats(adapter, full))
+    )
 
 
 def _check(adapter: Adapter, case: Case) -> CaseReport:
@@ -369,10 +437,31 @@ class _Column:
     elapsed_s: float
     cpu_s: float = 0.0
     sensitivity: dict[str, dict[str, float | None]] = dataclasses.field(default_factory=dict)
+    nonfinite: list[Cell] = dataclasses.field(default_factory=list)
+    """One cell per variant of ``nonfinite_variants``; empty when the framework did not run."""
+    nonfinite_s: float = 0.0
+    """Wall seconds the non-finite cases took (included in ``elapsed_s``)."""
 
 
 def _chosen(modules: Sequence[str], full: bool) -> list[Variant]:
     return sorted(variants(tuple(modules), full=full), key=lambda v: MODULES.index(v.module))  # stable: by module
+
+
+def _run_cases(
+    name: str, adapter: Adapter, cases: list[Case | _Unbuilt], failures: list[str], step: Callable[[str], None]
+) -> Cell:
+    """Check ``cases`` (one variant's) with ``adapter``: their cell; failure messages go to ``failures``."""
+    cell = Cell(PASS)
+    for case in cases:
+        if isinstance(case, _Unbuilt):
+            cell.add_unbuilt(case.dtype)
+            failures.append(f"{name} {case.id}: the case could not be generated: {case.error}")
+        else:
+            report = _check(adapter, case)
+            cell.add(report)
+            failures += report.failures()
+        step(f"{name} {case.id}")
+    return cell
 
 
 def _run_framework(
@@ -383,8 +472,10 @@ def _run_framework(
     build: Callable[[str], Adapter],
     grow: Callable[[int], None],
     step: Callable[[str], None],
+    nonfinite: bool = True,
 ) -> _Column:
-    """Build the adapter, run every case of ``chosen`` and the non-vacuity checks; ``grow``/``step`` drive progress."""
+    """Build the adapter, run every case of ``chosen``, the non-finite cases (unless not ``nonfinite``) and the
+    non-vacuity checks; ``grow``/``step`` drive progress."""
     start, cpu = time.perf_counter(), time.process_time()
     try:
         adapter = build(name)
@@ -396,21 +487,14 @@ def _run_framework(
     for v in chosen:
         first_of_module.setdefault(v.module, v)
     plan = [list(_cases(adapter, v, seed, full)) for v in chosen]
-    grow(sum(len(cases) for cases in plan) + len(first_of_module))
+    nf_chosen = nonfinite_variants(_modules(chosen)) if nonfinite else []
+    nf_plan = [list(_nonfinite_cases(adapter, v, seed, full)) for v in nf_chosen]
+    grow(sum(len(cases) for cases in plan + nf_plan) + len(first_of_module))
     failures: list[str] = []
-    cells = []
-    for cases in plan:
-        cell = Cell(PASS)
-        for case in cases:
-            if isinstance(case, _Unbuilt):
-                cell.add_unbuilt(case.dtype)
-                failures.append(f"{name} {case.id}: the case could not be generated: {case.error}")
-            else:
-                report = _check(adapter, case)
-                cell.add(report)
-                failures += report.failures()
-            step(f"{name} {case.id}")
-        cells.append(cell)
+    cells = [_run_cases(name, adapter, cases, failures, step) for cases in plan]
+    nf_start = time.perf_counter()
+    nf_cells = [_run_cases(name, adapter, cases, failures, step) for cases in nf_plan]
+    nf_s = time.perf_counter() - nf_start
     non_vacuity, sensitivity = {}, {}
     for module, variant in first_of_module.items():
         verdict = non_vacuity[module] = _non_vacuity(adapter, variant, seed)
@@ -420,10 +504,14 @@ def _run_framework(
         step(f"{name} non-vacuity {module}")
     status = FAIL if failures else PASS
     elapsed, cpu_s = time.perf_counter() - start, time.process_time() - cpu
-    return _Column(name, status, cells, non_vacuity, failures, elapsed, cpu_s, sensitivity)
+    return _Column(name, status, cells, non_vacuity, failures, elapsed, cpu_s, sensitivity, nf_cells, nf_s)
 
 
-def _planned(name: str, chosen: list[Variant], full: bool) -> int:
+def _modules(chosen: list[Variant]) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(v.module for v in chosen))
+
+
+def _planned(name: str, chosen: list[Variant], full: bool, nonfinite: bool = True) -> int:
     """The number of checks ``name`` will run on ``chosen``, known before its framework is imported.
 
     An adapter declares its dtypes and data formats as class attributes; the ports keep the
@@ -443,6 +531,8 @@ def _planned(name: str, chosen: list[Variant], full: bool) -> int:
         for v in chosen:
             bn = bool(getattr(v.build(CHANNELS), "has_batch_norm", False))
             count += sum(6 - (training and bn) for training in MODES) * len(spec.grad_dtypes)
+    if nonfinite:
+        count += sum(_nonfinite_count(spec, v, full) for v in nonfinite_variants(_modules(chosen)))
     return count + len({v.module for v in chosen})
 
 
@@ -503,7 +593,12 @@ def _worker_init(queue: Any, log_path: str | None) -> None:
 
 
 def _worker(
-    names: list[str], specs: dict[str, tuple[str, str, tuple[str, ...]]], modules: Sequence[str], seed: int, full: bool
+    names: list[str],
+    specs: dict[str, tuple[str, str, tuple[str, ...]]],
+    modules: Sequence[str],
+    seed: int,
+    full: bool,
+    nonfinite: bool = True,
 ) -> list[_Column]:
     """Run ``names`` in a worker process; progress goes to the parent through the queue.
 
@@ -521,6 +616,7 @@ def _worker(
             get_adapter,
             functools.partial(lambda name, k: _QUEUE.put(("grow", (name, k))), n),
             lambda what: _QUEUE.put(("step", what)),
+            nonfinite,
         )
         for n in names
     ]
@@ -542,6 +638,7 @@ def _run_parallel(
     full: bool,
     bar: _Progress,
     announce: Callable[[str, int], None],
+    nonfinite: bool = True,
 ) -> dict[str, _Column]:
     import concurrent.futures
     import multiprocessing
@@ -563,7 +660,10 @@ def _run_parallel(
     columns: dict[str, _Column] = {}
     try:
         with concurrent.futures.ProcessPoolExecutor(len(groups), ctx, _worker_init, (q, log_path)) as pool:
-            futures = [pool.submit(_worker, g, {n: ADAPTERS[n] for n in g}, tuple(modules), seed, full) for g in groups]
+            futures = [
+                pool.submit(_worker, g, {n: ADAPTERS[n] for n in g}, tuple(modules), seed, full, nonfinite)
+                for g in groups
+            ]
             while not all(f.done() for f in futures):
                 pump(0.2)
             for group, f in zip(groups, futures, strict=True):
@@ -595,6 +695,7 @@ def run_matrix(
     jobs: int = 0,
     adapter_factory: Callable[[str], Adapter] | None = None,
     stream: TextIO | None = None,
+    nonfinite: bool = True,
 ) -> Matrix:
     """Check ``frameworks`` (default: all) on the presets of ``modules`` (plus knobs and edge cases when ``full``).
 
@@ -605,6 +706,8 @@ def run_matrix(
     with ``jobs=0``, with an ``adapter_factory`` (default :func:`conformance.get_adapter`, which
     builds an adapter from its name), or when no framework needs a package (numpy), everything
     runs in this process. ``progress`` draws on ``stream`` (default: stderr): see :class:`_Progress`.
+    ``nonfinite`` runs SPEC.md section 1's non-finite cases (``grid.nonfinite_variants``; NaN, +Inf and
+    -Inf in x, each weight and dy) into :attr:`Matrix.nonfinite`; their disagreements fail the run.
     """
     start = time.perf_counter()
     names = list(ADAPTERS) if frameworks is None else list(frameworks)
@@ -613,7 +716,7 @@ def run_matrix(
             raise ValueError(f"Unknown framework {n!r}. Expected one of {', '.join(map(repr, ADAPTERS))}")
     chosen = _chosen(modules, full)
     installed = [n for n in names if is_installed(n)]
-    planned = {n: _planned(n, chosen, full) for n in installed}
+    planned = {n: _planned(n, chosen, full, nonfinite) for n in installed}
     in_process = jobs == 0 or adapter_factory is not None or not any(ADAPTERS[n][2] for n in installed)
     groups = [installed] if in_process else _groups(installed, jobs)
     missing = [n for n in names if n not in installed]
@@ -629,11 +732,11 @@ def run_matrix(
 
     try:
         if not in_process:
-            columns = _run_parallel(groups, modules, seed, full, bar, announce)
+            columns = _run_parallel(groups, modules, seed, full, bar, announce, nonfinite)
         else:
             build = adapter_factory or get_adapter
             columns = {
-                n: _run_framework(n, chosen, seed, full, build, functools.partial(announce, n), bar.step)
+                n: _run_framework(n, chosen, seed, full, build, functools.partial(announce, n), bar.step, nonfinite)
                 for n in installed
             }
     finally:
@@ -642,6 +745,13 @@ def run_matrix(
         if n not in columns:
             columns[n] = _Column(n, NOT_INSTALLED, [Cell(NOT_INSTALLED) for _ in chosen], None, [], 0.0)
     rows = [Row(v.module, v.name, {n: columns[n].cells[i] for n in names}) for i, v in enumerate(chosen)]
+    nf_chosen = nonfinite_variants(_modules(chosen)) if nonfinite else []
+
+    def nf_cell(n: str, i: int) -> Cell:  # a framework that did not run: its column status, no cases
+        c = columns[n]
+        return c.nonfinite[i] if c.nonfinite else Cell(c.status, math.inf if c.status == ERROR else 0.0)
+
+    nf_rows = [Row(v.module, v.name, {n: nf_cell(n, i) for n in names}) for i, v in enumerate(nf_chosen)]
     return Matrix(
         frameworks=names,
         rows=rows,
@@ -654,6 +764,8 @@ def run_matrix(
         timings={n: round(columns[n].elapsed_s, 3) for n in names},
         cpu={n: round(columns[n].cpu_s, 3) for n in names},
         sensitivity={n: columns[n].sensitivity for n in names if columns[n].sensitivity},
+        nonfinite=nf_rows,
+        nonfinite_timings={n: round(columns[n].nonfinite_s, 3) for n in names},
     )
 
 
@@ -685,7 +797,8 @@ def _per_dtype(cell: Cell) -> str:
 
 def _title(m: Matrix) -> str:
     grid = "full grid (presets, knobs, edge cases)" if m.full else "default grid (presets)"
-    count = f"{m.checks} checks ({m.cases} cases, {m.non_vacuity_checks} non-vacuity)"
+    nf = f", {m.nonfinite_cases} non-finite" if m.nonfinite_cases else ""
+    count = f"{m.checks} checks ({m.cases} cases{nf}, {m.non_vacuity_checks} non-vacuity)"
     return f"attnspec conformance, spec {ref.SPEC_VERSION}, {grid}, seed {m.seed}: {count} in {m.elapsed_s:.1f} s"
 
 
@@ -708,6 +821,44 @@ def _footer(m: Matrix) -> list[list[str]]:
         ["non-vacuity", *(m.non_vacuity_status(f) for f in m.frameworks)],
         ["smallest-caught", *(_sensitivity_cell(m, f) for f in m.frameworks)],
     ]
+
+
+def _agree(cell: Cell) -> str:
+    """A non-finite cell: cases agreeing / cases run, FAIL in front when some disagree."""
+    if cell.status in (ERROR, NOT_INSTALLED):
+        return cell.status
+    text = f"{cell.cases - cell.failed}/{cell.cases}"
+    return text if cell.status == PASS else f"FAIL {text}"
+
+
+def _nonfinite_heading(m: Matrix) -> str:
+    dtypes = sorted({d for r in m.nonfinite for c in r.cells.values() for d in c.per_dtype})
+    short = ", ".join(_DTYPE_SHORT.get(d, d) for d in dtypes)
+    return (
+        f"non-finite values (SPEC.md 1): NaN, +Inf, -Inf in x, in each weight and in dy{f' ({short})' if short else ''}"
+    )
+
+
+NONFINITE_LEGEND = (
+    "non-finite cell: cases agreeing / cases run; a case agrees when NaN, +Inf and -Inf sit exactly where the "
+    "reference has them in the output, every gradient and the BN state, and every finite entry is within its "
+    "bound (SPEC.md 9.3)"
+)
+
+
+def _nonfinite_table(m: Matrix) -> list[list[str]]:
+    """The non-finite table: a row per variant, then ``all`` (the framework's total)."""
+    if not m.nonfinite:
+        return []
+    lines = [["non-finite", *m.frameworks]]
+    lines += [[r.id, *(_agree(r.cells[f]) for f in m.frameworks)] for r in m.nonfinite]
+    total = []
+    for f in m.frameworks:
+        cells = [r.cells[f] for r in m.nonfinite]
+        status = next((c.status for c in cells if c.status in (ERROR, NOT_INSTALLED)), None)
+        agree, run = m.nonfinite_agree(f)
+        total.append(status or _agree(Cell(PASS if agree == run else FAIL, cases=run, failed=run - agree)))
+    return [*lines, ["all", *total]]
 
 
 def _table(m: Matrix, fmt: Callable[[Cell], str]) -> list[list[str]]:
@@ -771,7 +922,12 @@ def render_text(m: Matrix) -> str:
     widths = [max(len(line[i]) for line in table) for i in range(len(table[0]))]
     out = [_title(m), ""]
     out += ["  ".join(v.ljust(w) for v, w in zip(line, widths, strict=True)).rstrip() for line in table]
-    out += ["", LEGEND, *_not_tested(m), f"result: {verdict(m)}"]
+    nf = _nonfinite_table(m)
+    if nf:
+        widths = [max(len(line[i]) for line in nf) for i in range(len(nf[0]))]
+        out += ["", _nonfinite_heading(m)]
+        out += ["  ".join(v.ljust(w) for v, w in zip(line, widths, strict=True)).rstrip() for line in nf]
+    out += ["", LEGEND, *([NONFINITE_LEGEND] if nf else []), *_not_tested(m), f"result: {verdict(m)}"]
     if m.failures:
         out += ["", *_failure_lines(m)]
     return "\n".join(out) + "\n"
@@ -788,6 +944,10 @@ def render_markdown(m: Matrix) -> str:
     table = [*_table(m, _cell), *_footer(m)]
     word, covered = _verdict(m)
     out = [f"**{_title(m)}**", "", *_md_table(table), "", f"{LEGEND}."]
+    nf = _nonfinite_table(m)
+    if nf:
+        out += ["", f"{_nonfinite_heading(m)[0].upper()}{_nonfinite_heading(m)[1:]}:", "", *_md_table(nf)]
+        out += ["", f"{NONFINITE_LEGEND[0].upper()}{NONFINITE_LEGEND[1:]}."]
     out += [*(f"{line}." for line in _not_tested(m)), f"Result: **{word}**{f' ({covered})' if covered else ''}."]
     out += ["", "Worst error ratio per dtype:", "", *_md_table(_table(m, _per_dtype))]
     if m.failures:
@@ -812,6 +972,7 @@ def matrix_dict(m: Matrix) -> dict[str, Any]:
         "checks": m.checks,
         "cases": m.cases,
         "non_vacuity_checks": m.non_vacuity_checks,
+        "nonfinite_cases": m.nonfinite_cases,
         "elapsed_s": round(m.elapsed_s, 3),
         "frameworks": {
             f: {
@@ -820,6 +981,7 @@ def matrix_dict(m: Matrix) -> dict[str, Any]:
                 "smallest_caught": m.sensitivity.get(f),
                 "elapsed_s": m.timings.get(f),
                 "cpu_s": m.cpu.get(f),
+                "nonfinite": _nonfinite_dict(m, f),
             }
             for f in m.frameworks
         },
@@ -840,8 +1002,27 @@ def matrix_dict(m: Matrix) -> dict[str, Any]:
             }
             for r in m.rows
         ],
+        "nonfinite": [
+            {
+                "module": r.module,
+                "variant": r.variant,
+                "cells": {
+                    f: {"status": c.status, "cases": c.cases, "agree": c.cases - c.failed, "dtypes": list(c.per_dtype)}
+                    for f, c in r.cells.items()
+                },
+            }
+            for r in m.nonfinite
+        ],
         "failures": m.failures,
     }
+
+
+def _nonfinite_dict(m: Matrix, framework: str) -> dict[str, Any] | None:
+    """A framework's non-finite total (None when it did not run them): cases, agree, all_agree, elapsed_s."""
+    agree, run = m.nonfinite_agree(framework)
+    if m.status[framework] in (ERROR, NOT_INSTALLED) or not m.nonfinite:
+        return None
+    return {"cases": run, "agree": agree, "all_agree": agree == run, "elapsed_s": m.nonfinite_timings.get(framework)}
 
 
 def render_json(m: Matrix) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import traceback
+from typing import Any
 
 import numpy as np
 
@@ -62,6 +63,20 @@ def exception_line(e: BaseException) -> str:
     return lines[-1].strip() if lines else type(e).__name__
 
 
+def _check_args(adapter: Any = None, case: Any = None, with_grads: Any = None, *, need_adapter: bool = True) -> None:
+    """Wrong types of the runner's arguments, said by name before anything runs."""
+    if need_adapter and not isinstance(adapter, Adapter):
+        raise TypeError(
+            f"`adapter` must be a conformance Adapter (conformance.get_adapter(name)). Received: {type(adapter).__name__}"
+        )
+    if not isinstance(case, Case):
+        raise TypeError(
+            f"`case` must be a conformance Case (conformance.make_case(cfg)). Received: {type(case).__name__}"
+        )
+    if with_grads is not None and not isinstance(with_grads, bool):
+        raise TypeError(f"`with_grads` must be a bool or None. Received: with_grads={with_grads!r}")
+
+
 def reference_outputs(case: Case, with_grads: bool = True) -> Outputs:
     """The float64 reference's outputs for ``case``, with their error bounds in ``.bound`` (SPEC.md 9.3).
 
@@ -71,6 +86,7 @@ def reference_outputs(case: Case, with_grads: bool = True) -> Outputs:
     >>> want.bound.y.shape == want.y.shape, sorted(want.bound.grads)
     (True, ['conv.weight'])
     """
+    _check_args(case=case, with_grads=with_grads, need_adapter=False)
     y, cache, state = ref.forward(case.cfg, case.params, case.x, training=case.training, data_format=case.data_format)
     b = ref.error_bounds(case.cfg, cache, case.dy if with_grads else None)
     if not with_grads:
@@ -142,6 +158,7 @@ def check_case(adapter: Adapter, case: Case, *, with_grads: bool | None = None) 
     Gradients are checked when ``case.dtype`` is in ``adapter.grad_dtypes`` unless told.
     Anything the implementation raises becomes a failed report with its last line.
     """
+    _check_args(adapter, case, with_grads)
     grads = case.dtype in adapter.grad_dtypes if with_grads is None else with_grads
     return check_against(adapter, case, reference_outputs(case, grads))
 
@@ -200,6 +217,7 @@ def check_non_vacuity(adapter: Adapter, case: Case) -> list[str]:
     1e-3 in float32); output, gradients (for the adapter's ``grad_dtypes``) and state are compared.
     Returns the names of the mutations that were NOT caught (empty when the check is sound).
     """
+    _check_args(adapter, case)
     uncaught = []
     name = next(iter(case.params))
     grads = case.dtype in adapter.grad_dtypes

@@ -16,6 +16,13 @@ from .bounds import Bounds, error_bounds
 from .cbam import cbam_backward, cbam_forward
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .config import (
+    CONFIG_TYPES,
+    DATA_FORMATS,
+    EXTRAS,
+    FRAMEWORKS,
+    MODULES,
+    PORTS,
+    REQUIRES,
     CBAMConfig,
     Config,
     ECAConfig,
@@ -23,6 +30,9 @@ from .config import (
     ParamSpec,
     SEConfig,
     as_config,
+    check_config,
+    check_data_format,
+    check_module,
     check_training,
     config_from_dict,
     knob_names,
@@ -31,7 +41,6 @@ from .config import (
     param_layout,
 )
 from .convert import (
-    FRAMEWORKS,
     THIRD_PARTY,
     FrameworkParam,
     export_state_dict,
@@ -56,12 +65,20 @@ from .describe import (
 from .eca import eca_backward, eca_forward
 from .params import KeyMismatchError, canonical_arrays, check_fits, check_params, init_params, real_arrays
 from .porting import PortError, PortReport
+from .ports import PORT_API, Registry, check_strict, constructor_signature, show_constructor, staged_canonical, with_doc
 from .se import se_backward, se_forward
 
 SPEC_VERSION = "1.2"
 
 __all__ = [
+    "CONFIG_TYPES",
+    "DATA_FORMATS",
+    "EXTRAS",
     "FRAMEWORKS",
+    "MODULES",
+    "PORTS",
+    "PORT_API",
+    "REQUIRES",
     "SPEC_VERSION",
     "THIRD_PARTY",
     "Bounds",
@@ -75,16 +92,22 @@ __all__ = [
     "ParamSpec",
     "PortError",
     "PortReport",
+    "Registry",
     "SEConfig",
     "as_config",
     "backward",
     "canonical_arrays",
     "cbam_backward",
     "cbam_forward",
+    "check_config",
+    "check_data_format",
     "check_fits",
+    "check_module",
     "check_params",
+    "check_strict",
     "check_training",
     "config_from_dict",
+    "constructor_signature",
     "describe",
     "differences",
     "eca_backward",
@@ -112,7 +135,10 @@ __all__ = [
     "save_checkpoint",
     "se_backward",
     "se_forward",
+    "show_constructor",
+    "staged_canonical",
     "to_framework",
     "to_framework_array",
     "width_knobs",
+    "with_doc",
 ]

@@ -21,7 +21,10 @@ def _quiet_if_nonfinite(*values: Any) -> Any:
     are values, and Inf * 0 = NaN is the rule, not an accident); on for finite inputs."""
     for v in values:
         for a in v.values() if isinstance(v, Mapping) else (v,):
-            a = np.asarray(a)
+            try:
+                a = np.asarray(a)
+            except (ValueError, TypeError):  # not an array (ragged, ...): the validation says so, naming it
+                continue
             if a.dtype.kind in "fc" and not np.isfinite(a).all():
                 return np.errstate(invalid="ignore", over="ignore", divide="ignore")
     return contextlib.nullcontext()

@@ -8,7 +8,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from . import ops
-from ._io import cotangent, prepare, to_layout
+from ._io import check_cache, cotangent, prepare, to_layout
 from .config import CBAMConfig, param_layout
 
 
@@ -69,7 +69,7 @@ def cbam_forward(
     x: Any, params: Mapping[str, Any], cfg: CBAMConfig, *, training: bool = False, data_format: str = "channels_first"
 ) -> tuple[np.ndarray, CBAMCache, dict[str, np.ndarray]]:
     """Returns (y, cache, new_state); new_state has the spatial BN's running stats in train mode."""
-    x64, p = prepare(cfg, params, x, training, data_format)
+    x64, p = prepare(cfg, params, x, training, data_format, CBAMConfig)
     pooled = tuple(ops.POOLS[t][0](x64, (2, 3)) for t in cfg.pool_types)
     fc1, fc2 = p["channel.fc1.weight"], p["channel.fc2.weight"]
     z = np.stack(pooled)[:, :, :, 0, 0]  # (P, N, C): ONE MLP shared by all pools
@@ -86,6 +86,7 @@ def cbam_forward(
 
 def cbam_backward(dy: Any, cache: CBAMCache) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Returns (dx, grads) with grads keyed like the trainable entries of param_layout(cfg)."""
+    check_cache(cache, CBAMCache)
     c, p, x = cache.cfg, cache.params, cache.x
     dx1 = cotangent(dy, x.shape, cache.data_format)
     grads: dict[str, np.ndarray] = {}

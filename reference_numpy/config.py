@@ -31,8 +31,13 @@ __all__ = [
     "ACTIVATIONS",
     "CHANNEL_POOLS",
     "DATA_FORMATS",
+    "EXTRAS",
+    "FRAMEWORKS",
     "GATES",
     "MAX_SIZE",
+    "MODULES",
+    "PORTS",
+    "REQUIRES",
     "SPATIAL_POOLS",
     "CBAMConfig",
     "Config",
@@ -41,7 +46,9 @@ __all__ = [
     "ParamSpec",
     "SEConfig",
     "as_config",
+    "check_config",
     "check_data_format",
+    "check_module",
     "check_training",
     "config_from_dict",
     "knob_names",
@@ -59,6 +66,16 @@ CHANNEL_POOLS = ("max", "mean")
 ROUNDINGS = ("floor", "nearest")
 ECA_PADDINGS = ("zeros", "circular")
 DATA_FORMATS = ("channels_first", "channels_last")
+"""Where the channel axis is: ``(N, C, H, W)`` or ``(N, H, W, C)``; every port's ``data_format``."""
+FRAMEWORKS = ("torch", "flax", "keras")
+"""The frameworks with a port, and a weight layout (``framework_layout(cfg, framework)``)."""
+PORTS: dict[str, tuple[str, ...]] = {"torch": ("torch",), "flax": ("flax.linen", "flax.nnx"), "keras": ("keras",)}
+"""Each framework's ports, by the names the conformance suite and its command line give them
+(``flax`` on the command line stands for both of its ports)."""
+EXTRAS: dict[str, str] = {"torch": "torch", "flax": "flax", "keras": "tf"}
+"""The pip extra of attnspec that installs each framework (``pip install "attnspec[tf]"``; pyproject.toml)."""
+REQUIRES: dict[str, tuple[str, ...]] = {"torch": ("torch",), "flax": ("jax", "flax"), "keras": ("keras", "tensorflow")}
+"""The top-level packages each framework's ports import (what a missing-framework check looks for)."""
 MAX_SIZE = 2**31 - 1
 INPUT_DTYPES = ("float16", "bfloat16", "float32", "float64")
 """The dtypes a layer computes in (SPEC.md section 1); anything else is refused by name."""
@@ -499,17 +516,27 @@ class ECAConfig(_ConfigBase):
 
 
 Config = Union[SEConfig, CBAMConfig, ECAConfig]  # noqa: UP007 (a runtime alias)
-CONFIG_TYPES: dict[str, type[_ConfigBase]] = {"se": SEConfig, "cbam": CBAMConfig, "eca": ECAConfig}
+CONFIG_TYPES: dict[str, type[_ConfigBase]] = {cls.module: cls for cls in (SEConfig, CBAMConfig, ECAConfig)}
+MODULES: tuple[str, ...] = tuple(CONFIG_TYPES)
+"""The spec's module names, ``("se", "cbam", "eca")``: each port's ``module`` and the key of every per-module table."""
+
+
+def check_module(module: Any) -> str:
+    """``module`` if it names a module of the spec (:data:`MODULES`), else a ValueError saying so.
+
+    >>> check_module("bam")
+    Traceback (most recent call last):
+    ...
+    ValueError: `module` must be one of 'se', 'cbam', 'eca'. Received: module='bam'
+    """
+    return _check_choice("module", module, MODULES)
 
 
 def config_from_dict(d: Mapping[str, Any]) -> Config:
     """Build whichever config ``d["module"]`` names."""
     if not isinstance(d, Mapping):
         raise TypeError(f"A config must be a mapping with a 'module' key. Received: {type(d).__name__}")
-    module = d.get("module")
-    if not isinstance(module, str) or module not in CONFIG_TYPES:
-        raise ValueError(f"`module` must be one of {', '.join(map(repr, CONFIG_TYPES))}. Received: module={module!r}")
-    return CONFIG_TYPES[module].from_dict(d)  # type: ignore[return-value]
+    return CONFIG_TYPES[check_module(d.get("module"))].from_dict(d)  # type: ignore[return-value]
 
 
 def make_config(module: str, channels: int, *, preset: str | None = None, **knobs: Any) -> Config:
@@ -525,9 +552,7 @@ def make_config(module: str, channels: int, *, preset: str | None = None, **knob
     ...
     TypeError: ECA got an unexpected keyword argument 'kernal_size'. Expected one of: kernel_size, gamma, beta, padding, bias, gate
     """
-    if module not in CONFIG_TYPES:
-        raise ValueError(f"`module` must be one of {', '.join(map(repr, CONFIG_TYPES))}. Received: module={module!r}")
-    cls = CONFIG_TYPES[module]
+    cls = CONFIG_TYPES[check_module(module)]
     names = [f.name for f in dataclasses.fields(cls) if f.name != "channels"]
     for k in knobs:
         if k not in names:
@@ -541,7 +566,7 @@ def make_config(module: str, channels: int, *, preset: str | None = None, **knob
 
 def knob_names(module: str) -> tuple[str, ...]:
     """The keyword arguments (besides ``channels``) of ``module``'s config, in declaration order."""
-    return tuple(f.name for f in dataclasses.fields(CONFIG_TYPES[module]) if f.name != "channels")
+    return tuple(f.name for f in dataclasses.fields(CONFIG_TYPES[check_module(module)]) if f.name != "channels")
 
 
 def as_config(cfg: Any) -> Config:
@@ -567,6 +592,7 @@ def as_config(cfg: Any) -> Config:
 
 
 def check_config(cfg: Any) -> Config:
+    """``cfg`` if it is a spec config object (not its dict: see :func:`as_config`), else a TypeError saying so."""
     if not isinstance(cfg, (SEConfig, CBAMConfig, ECAConfig)):
         raise TypeError(
             "`cfg` must be a spec config. Expected an SEConfig, CBAMConfig or ECAConfig. "

@@ -18,7 +18,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from .config import Config, check_config, param_layout
+from .config import FRAMEWORKS, Config, check_config, param_layout
 from .params import check_params, match_keys, real_arrays
 
 __all__ = [
@@ -91,7 +91,6 @@ _LEAVES = {
     },
 }
 _TRANSFORMS = {"torch": _TORCH, "flax": _CHANNELS_LAST, "keras": _CHANNELS_LAST}
-FRAMEWORKS = tuple(_LEAVES)
 
 
 class FrameworkParam(NamedTuple):
@@ -119,20 +118,37 @@ def _check_framework(framework: str) -> None:
         raise ValueError(f"`framework` must be one of {', '.join(map(repr, FRAMEWORKS))}. Received: {framework!r}")
 
 
+_NDIM = {"dense": 2, "conv2d": 4}
+"""The rank a tensor of these kinds has in every layout (the others are reshaped, or kept as they are)."""
+
+
+def _kind_array(kind: str, a: Any, framework: str) -> np.ndarray:
+    """``a`` as an array, after checking ``framework``, ``kind`` and that ``a`` holds real numbers of its kind's rank."""
+    _check_framework(framework)
+    if not isinstance(kind, str) or kind not in _LEAVES[framework]:
+        raise ValueError(f"`kind` must be one of {', '.join(map(repr, _LEAVES[framework]))}. Received: {kind!r}")
+    arr = np.asarray(_to_numpy(a))
+    if arr.dtype.kind in "OUSbc":
+        raise TypeError(f"`a` must be an array of real numbers. Received: {'None' if a is None else arr.dtype.name}")
+    if kind in _NDIM and arr.ndim != _NDIM[kind]:
+        raise ValueError(f"`a` must be {_NDIM[kind]}-D for kind {kind!r}. Received: shape {arr.shape}")
+    return arr
+
+
 def to_framework_array(kind: str, a: Any, framework: str) -> np.ndarray:
     """Canonical (PyTorch-layout) array of ``kind`` -> ``framework``'s layout; any shape of that kind.
 
     >>> to_framework_array("conv2d", np.zeros((8, 3, 5, 5)), "keras").shape
     (5, 5, 3, 8)
     """
-    _check_framework(framework)
-    return _TRANSFORMS[framework].get(kind, (_same, _same))[0](np.asarray(a))
+    arr = _kind_array(kind, a, framework)
+    return _TRANSFORMS[framework].get(kind, (_same, _same))[0](arr)
 
 
 def from_framework_array(kind: str, a: Any, framework: str) -> np.ndarray:
     """Inverse of :func:`to_framework_array`."""
-    _check_framework(framework)
-    return _TRANSFORMS[framework].get(kind, (_same, _same))[1](np.asarray(a))
+    arr = _kind_array(kind, a, framework)
+    return _TRANSFORMS[framework].get(kind, (_same, _same))[1](arr)
 
 
 def framework_leaf(kind: str, framework: str) -> tuple[str, str]:
@@ -176,33 +192,63 @@ def to_framework(cfg: Config, params: Mapping[str, Any], framework: str) -> dict
 
 def from_framework(cfg: Config, tensors: Mapping[str, Any], framework: str) -> dict[str, np.ndarray]:
     """``framework``'s flat tensors -> canonical params; every missing/unexpected/mis-shaped key in one error."""
+    _check_mapping(tensors, "tensors")
     layout = framework_layout(cfg, framework)
     match_keys(f"{framework} weights", tensors, {p.key: p.shape for p in layout.values()})
     return {name: from_framework_array(p.kind, _to_numpy(tensors[p.key]), framework) for name, p in layout.items()}
 
 
+def _check_mapping(value: Any, name: str) -> None:
+    if not isinstance(value, Mapping):
+        raise TypeError(f"`{name}` must be a mapping. Received: {type(value).__name__}")
+
+
+def _check_sep(sep: Any) -> None:
+    if not isinstance(sep, str) or not sep:
+        raise ValueError(f"`sep` must be a non-empty string. Received: sep={sep!r}")
+
+
 def nest(flat: Mapping[str, Any], sep: str = ".") -> dict[str, Any]:
-    """``{"a.b.c": v}`` -> ``{"a": {"b": {"c": v}}}``.
+    """``{"a.b.c": v}`` -> ``{"a": {"b": {"c": v}}}``; a key that is also another key's parent is a ValueError.
 
     >>> nest({"params.fc1.kernel": 1, "params.fc1.bias": 2})
     {'params': {'fc1': {'kernel': 1, 'bias': 2}}}
     """
+    _check_mapping(flat, "flat")
+    _check_sep(sep)
     out: dict[str, Any] = {}
     for key, v in flat.items():
+        if not isinstance(key, str):
+            raise TypeError(f"`flat` must have string keys. Received: key {key!r}")
         *parents, leaf = key.split(sep)
         node = out
-        for part in parents:
+        for i, part in enumerate(parents):
             node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ValueError(
+                    f"`flat` has both {sep.join(parents[: i + 1])!r} and {key!r}: one cannot hold the other"
+                )
+        if isinstance(node.get(leaf), dict):
+            raise ValueError(f"`flat` has both {key!r} and keys below it")
         node[leaf] = v
     return out
 
 
 def flatten(tree: Mapping[str, Any], sep: str = ".") -> dict[str, Any]:
-    """Inverse of :func:`nest` (any mapping type, e.g. Flax's FrozenDict or NNX State)."""
+    """Inverse of :func:`nest` (any mapping type, e.g. Flax's FrozenDict or NNX State, whose keys may be ints)."""
+    _check_mapping(tree, "tree")
+    _check_sep(sep)
+    try:
+        return _flatten(tree, sep)
+    except RecursionError:
+        raise ValueError("`tree` is nested too deeply to flatten") from None
+
+
+def _flatten(tree: Mapping[str, Any], sep: str) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for k, v in tree.items():
         if isinstance(v, Mapping):
-            out.update({f"{k}{sep}{kk}": vv for kk, vv in flatten(v, sep).items()})
+            out.update({f"{k}{sep}{kk}": vv for kk, vv in _flatten(v, sep).items()})
         else:
             out[str(k)] = v
     return out
@@ -316,6 +362,11 @@ def _their_layout(cfg: Config, table: ThirdParty, prefix: str) -> dict[str, tupl
     return out
 
 
+def _check_prefix(prefix: Any) -> None:
+    if not isinstance(prefix, str):
+        raise TypeError(f'`prefix` must be a string ("" for none). Received: prefix={prefix!r}')
+
+
 def import_state_dict(
     state_dict: Mapping[str, Any], source: str, cfg: Config, prefix: str = ""
 ) -> dict[str, np.ndarray]:
@@ -333,6 +384,8 @@ def import_state_dict(
     {'fc1.weight': (8, 64), 'fc1.bias': (8,), 'fc2.weight': (64, 8), 'fc2.bias': (64,)}
     """
     table = _third_party(cfg, source)
+    _check_mapping(state_dict, "state_dict")
+    _check_prefix(prefix)
     theirs = _their_layout(cfg, table, prefix)
     block = {k: v for k, v in state_dict.items() if k.startswith(prefix)}
     for extra in table.extras:
@@ -364,6 +417,9 @@ def export_state_dict(
     """
     table = _third_party(cfg, target)
     check_params(cfg, params)
+    _check_prefix(prefix)
+    if state_dict is not None:
+        _check_mapping(state_dict, "state_dict")
     out = dict(state_dict) if state_dict is not None else {}
     for name, (key, kind, _) in _their_layout(cfg, table, prefix).items():
         out[key] = table.transforms.get(kind, (_same, _same))[0](_to_numpy(params[name]))

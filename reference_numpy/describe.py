@@ -36,9 +36,18 @@ SIZE_KNOBS = ("rd_ratio", "rd_channels", "rd_divisor", "rd_round", "kernel_size"
 """Knobs that matter only through a derived size (the hidden width, ECA's effective kernel size)."""
 
 
+def _config(cfg: Any, name: str) -> Config:
+    if not isinstance(cfg, (SEConfig, CBAMConfig, ECAConfig)):
+        raise TypeError(
+            f"`{name}` must be a spec config (SEConfig, CBAMConfig or ECAConfig). Received: {name} of type "
+            f"{type(cfg).__name__}"
+        )
+    return cfg
+
+
 def effective_knobs(cfg: Config) -> dict[str, Any]:
     """The knobs that change the computation, sizes as sizes (two configs with equal dicts compute the same)."""
-    d = cfg.to_dict()
+    d = _config(cfg, "cfg").to_dict()
     for k in SIZE_KNOBS:
         d.pop(k, None)
     if isinstance(cfg, (SEConfig, CBAMConfig)):
@@ -56,6 +65,7 @@ def effective_knobs(cfg: Config) -> dict[str, Any]:
 
 def equivalent(a: Config, b: Config) -> bool:
     """Whether ``a`` and ``b`` compute the same function (see the module docstring)."""
+    _config(a, "a"), _config(b, "b")
     return a.module == b.module and effective_knobs(a) == effective_knobs(b)
 
 
@@ -65,7 +75,7 @@ def differences(cfg: Config, other: Config) -> list[str]:
     >>> differences(SEConfig(channels=32, gate="hard_sigmoid"), SEConfig(channels=32))
     ["gate='hard_sigmoid' instead of 'sigmoid'"]
     """
-    mine, theirs = effective_knobs(cfg), effective_knobs(other)
+    mine, theirs = effective_knobs(_config(cfg, "cfg")), effective_knobs(_config(other, "other"))
     out = []
     for k, v in mine.items():
         if theirs.get(k, v) == v and k in theirs:
@@ -85,7 +95,7 @@ def preset_configs(cfg: Config) -> list[tuple[str, Config]]:
     """Every preset of ``cfg``'s module at its channel count; a size a preset leaves open (torchvision's
     explicit squeeze width) is taken from ``cfg`` when ``cfg`` gives it explicitly."""
     out = []
-    for name in type(cfg).presets:
+    for name in type(_config(cfg, "cfg")).presets:
         try:
             out.append((name, type(cfg).preset(name, channels=cfg.channels)))
         except ValueError:  # torchvision takes the width explicitly: it names an SE whose width no ratio gives
@@ -111,6 +121,11 @@ def describe(cfg: Config) -> str:
 def width_knobs(channels: int, hidden: int) -> dict[str, Any]:
     """Width knobs that give ``hidden`` for ``channels``: the default first, then the presets' roundings,
     then common ratios, else ``rd_channels`` itself."""
+    for name, v in (("channels", channels), ("hidden", hidden)):
+        if isinstance(v, bool) or not hasattr(type(v), "__index__"):  # int, or a NumPy integer
+            raise TypeError(f"`{name}` must be an int. Received: {name}={v!r} of type {type(v).__name__}")
+        if v < 1:
+            raise ValueError(f"`{name}` must be >= 1. Received: {name}={v!r}")
     options: list[dict[str, Any]] = [
         {},
         {"rd_round": "nearest"},

@@ -8,7 +8,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from . import ops
-from ._io import cotangent, prepare, to_layout
+from ._io import check_cache, cotangent, prepare, to_layout
 from .config import ECAConfig
 
 
@@ -27,7 +27,7 @@ def eca_forward(
     x: Any, params: Mapping[str, Any], cfg: ECAConfig, *, training: bool = False, data_format: str = "channels_first"
 ) -> tuple[np.ndarray, ECACache, dict[str, np.ndarray]]:
     """Returns (y, cache, new_state); ECA has no state, so new_state is always empty."""
-    x64, p = prepare(cfg, params, x, training, data_format)
+    x64, p = prepare(cfg, params, x, training, data_format, ECAConfig)
     z = x64.mean(axis=(2, 3))
     u = ops.conv1d(z, p["conv.weight"], cfg.padding) + p.get("conv.bias", 0.0)
     s = ops.GATES[cfg.gate][0](u)
@@ -38,6 +38,7 @@ def eca_forward(
 
 def eca_backward(dy: Any, cache: ECACache) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Returns (dx, grads) with grads keyed like param_layout(cfg)."""
+    check_cache(cache, ECACache)
     cfg, x = cache.cfg, cache.x
     dy = cotangent(dy, x.shape, cache.data_format)
     du = ops.GATE_VJPS[cfg.gate](cache.u, (dy * x).sum(axis=(2, 3)))

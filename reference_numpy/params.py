@@ -134,6 +134,8 @@ def real_arrays(values: Mapping[str, Any], *, what: str = "params") -> dict[str,
     ...
     TypeError: params has values that are not arrays of real numbers: b (an array of Python objects such as None (dtype object)), c (an array of strings (dtype str96)). Expected floating or integer arrays or tensors.
     """
+    if not isinstance(values, Mapping):
+        raise TypeError(f"`values` must be a mapping of names to arrays. Received: {type(values).__name__}")
     out: dict[str, np.ndarray] = {}
     problems = []
     for key, value in values.items():
@@ -161,6 +163,8 @@ def check_fits(arrays: Mapping[str, np.ndarray], dtypes: Mapping[str, Any] | Any
     ...
     ValueError: params has finite values too large for their target dtype: w (float32; largest magnitude 1e+39). Such values would load as inf.
     """
+    if not isinstance(arrays, Mapping):
+        raise TypeError(f"`arrays` must be a mapping of names to NumPy arrays. Received: {type(arrays).__name__}")
     problems = []
     for key, a in arrays.items():
         name = dtype_name(dtypes[key] if isinstance(dtypes, Mapping) else dtypes)
@@ -206,6 +210,8 @@ def canonical_arrays(
     """
     if not isinstance(params, Mapping):
         raise TypeError(f"`{what}` must be a mapping of canonical names to arrays. Received: {type(params).__name__}")
+    if not isinstance(strict, bool):
+        raise TypeError(f"`strict` must be a bool. Received: strict={strict!r}")
     layout = param_layout(cfg)
     present = [k for k in layout if k in params]
     arrays = real_arrays({k: params[k] for k in present}, what=what)

@@ -45,11 +45,14 @@ from .params import check_fits, real_arrays
 __all__ = [
     "ATTNSPEC",
     "DEFAULT_DIALECT",
+    "EXPORT_DOC",
     "LAYERS",
+    "LOAD_DOC",
     "Plan",
     "PortError",
     "PortReport",
     "Slot",
+    "Walk",
     "dialects",
     "export_torch",
     "infer_attention_config",
@@ -460,6 +463,96 @@ def export_torch(
             if leaf in values:
                 out[prefix + torch_leaf] = np.ascontiguousarray(_from_port(kind, np.asarray(values[leaf]), framework))
     return out
+
+
+# ----------------------------------------------------------------------------- stateful models: NNX and Keras
+
+LOAD_DOC = """Load a PyTorch state dict (torch tensors or NumPy arrays) into {model}, in place.
+
+Tensors are placed by module path (see the module docstring) and converted to {framework}'s
+layouts; attention blocks go through the canonical layout in whichever PyTorch dialect
+their keys match. ``num_batches_tracked`` is ignored. Every value is cast to its variable's dtype.
+
+With ``strict=True`` (the default) every missing, unexpected and mis-shaped key, and every
+other problem (values that are not real numbers or overflow the variable's dtype, {variable}s of
+{holder}s the porter does not know), is reported in one ``reference_numpy.PortError`` and
+nothing is changed. With ``strict=False`` what fits is loaded and the rest reported.
+Returns the ``reference_numpy.PortReport``.
+"""
+"""The docstring of every stateful port's ``load_torch_state_dict`` (:meth:`Walk.load`), its words filled in."""
+
+EXPORT_DOC = """{model}'s weights as a PyTorch state dict of NumPy arrays (variables' dtypes kept).
+
+Keys are the module paths of the module docstring plus PyTorch's leaf names, without
+``num_batches_tracked`` (PyTorch's ``load_state_dict`` keeps its own count when it is absent).
+Attention blocks are written in ``dialect``: ``"timm"`` (the default), ``"attnspec"`` (this
+project's ``torch_impl``) or any other of ``reference_numpy.porting.dialects(module)``.
+"""
+"""The docstring of every stateful port's ``to_torch_state_dict`` (:meth:`Walk.export`)."""
+
+
+class Walk:
+    """What a port's walk over a model that holds its variables (NNX, Keras) found, and the load and
+    export over it: the porter's skeleton, written once for both.
+
+    The port adds an entry per layer that holds weights (:meth:`add`, :meth:`add_layer`): its
+    slot, the layer itself (what an attention block's ``load_canonical`` and ``to_canonical``
+    take) and its leaves (port leaf, or canonical name for a block -> the framework's variable);
+    ``unknown`` lists the paths of the variables that no entry holds. ``port`` holds the framework's
+    operations: ``describe(variable)`` -> ``(shape, dtype)``, ``stage(array, variable)`` -> the
+    array as a value of the variable's dtype, ``assign(variable, value)``, ``to_numpy(variable)``,
+    and the port's ``load_canonical`` and ``to_canonical``. ``holder`` and ``variable`` are the
+    framework's words (``"module"``, ``"variable"``; ``"layer"``, ``"weight"``) for messages.
+    """
+
+    def __init__(self, framework: str, port: Any, *, holder: str, variable: str) -> None:
+        self.framework, self.port, self.holder, self.variable = framework, port, holder, variable
+        self.found: list[tuple[Slot, Any, dict[str, Any]]] = []
+        self.covered: set[int] = set()
+        self.unknown: list[str] = []
+
+    def add(self, path: str, layer: str, owner: Any, leaves: Mapping[str, Any], config: Config | None = None) -> None:
+        """A layer at ``path`` (a :data:`LAYERS` kind or ``"attention"``, with its ``config``) and its leaves."""
+        variables = {n: self.port.describe(v) for n, v in leaves.items()}
+        self.found.append((Slot(path, layer, variables, config), owner, dict(leaves)))
+        self.covered.update(id(v) for v in leaves.values())
+
+    def add_layer(self, path: str, kind: str, owner: Any, lookup: Callable[[str], Any]) -> None:
+        """An ordinary layer of :data:`LAYERS` kind ``kind``, whose variables ``lookup(port leaf)`` finds (None: absent)."""
+        leaves = {leaf: lookup(leaf) for leaf in (port_leaf(k, self.framework) for k in LAYERS[kind].values())}
+        self.add(path, kind, owner, {leaf: v for leaf, v in leaves.items() if v is not None})
+
+    def load(self, state_dict: Mapping[str, Any], *, strict: bool, target: str) -> PortReport:
+        """Load a PyTorch state dict into what was found: every problem first (:func:`plan_import`,
+        :func:`settle`), then every value converted, then assigned. Returns the report."""
+        plan = plan_import([slot for slot, _, _ in self.found], state_dict, self.framework, strict=False, target=target)
+        unknown = [f"{path} (a {self.variable} of a {self.holder} the porter does not know)" for path in self.unknown]
+        settle(plan, unknown, strict=strict, target=target)
+        blocks, staged = [], []
+        for slot, owner, leaves in self.found:
+            if slot.path in plan.blocks:
+                blocks.append((owner, plan.blocks[slot.path]))
+            staged += [
+                (leaves[leaf], self.port.stage(a, leaves[leaf])) for leaf, a in plan.arrays.get(slot.path, {}).items()
+            ]
+        for owner, params in blocks:
+            self.port.load_canonical(owner, params, strict=strict)
+        for variable, value in staged:
+            self.port.assign(variable, value)
+        return plan.report
+
+    def export(self, *, dialect: str) -> dict[str, np.ndarray]:
+        """The PyTorch state dict of what was found (:func:`export_torch`); attention blocks in ``dialect``."""
+        if self.unknown:
+            raise ValueError(f"The porter does not know the {self.holder}s holding {', '.join(self.unknown)}")
+        pairs = [
+            (slot, self.port.to_canonical(owner) if slot.layer == "attention" else self._numpy(leaves))
+            for slot, owner, leaves in self.found
+        ]
+        return export_torch(pairs, self.framework, dialect=dialect)
+
+    def _numpy(self, leaves: Mapping[str, Any]) -> dict[str, np.ndarray]:
+        return {leaf: self.port.to_numpy(v) for leaf, v in leaves.items()}
 
 
 # ----------------------------------------------------------------------------- Linen: layers read off their variables

@@ -8,7 +8,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from . import ops
-from ._io import cotangent, prepare, to_layout
+from ._io import check_cache, cotangent, prepare, to_layout
 from .config import SEConfig
 
 
@@ -27,7 +27,7 @@ def se_forward(
     x: Any, params: Mapping[str, Any], cfg: SEConfig, *, training: bool = False, data_format: str = "channels_first"
 ) -> tuple[np.ndarray, SECache, dict[str, np.ndarray]]:
     """Returns (y, cache, new_state); SE has no state, so new_state is always empty."""
-    x64, p = prepare(cfg, params, x, training, data_format)
+    x64, p = prepare(cfg, params, x, training, data_format, SEConfig)
     z = ops.POOLS["avg"][0](x64, (2, 3))[None, :, :, 0, 0]  # (1, N, C)
     u, mlp = ops.mlp_forward(z, p["fc1.weight"], p.get("fc1.bias"), p["fc2.weight"], p.get("fc2.bias"), cfg.act)
     s = ops.GATES[cfg.gate][0](u)
@@ -41,6 +41,7 @@ def se_forward(
 
 def se_backward(dy: Any, cache: SECache) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Returns (dx, grads) with grads keyed like the trainable entries of param_layout(cfg)."""
+    check_cache(cache, SECache)
     cfg, x, p = cache.cfg, cache.x, cache.params
     dy = cotangent(dy, x.shape, cache.data_format)
     du = ops.GATE_VJPS[cfg.gate](cache.u, (dy * x).sum(axis=(2, 3)))

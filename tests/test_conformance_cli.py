@@ -134,7 +134,8 @@ def test_text_matrix(capsys: pytest.CaptureFixture[str]) -> None:
     lines = out.splitlines()
     assert lines[0].startswith("attnspec conformance, spec ")
     assert lines[2].split() == ["module/variant", "numpy"]
-    rows = {line.split()[0]: line.split()[1:] for line in lines[3:] if line and not line.startswith(("cell", "result"))}
+    main_table = lines[3 : lines.index("", 3)]
+    rows = {line.split()[0]: line.split()[1:] for line in main_table}
     assert list(rows) == [
         "se/official",
         "se/timm",
@@ -149,6 +150,16 @@ def test_text_matrix(capsys: pytest.CaptureFixture[str]) -> None:
     assert rows["non-vacuity"] == ["ok"]
     assert rows["smallest-caught"][0] == "f64" and float(rows["smallest-caught"][1]) <= 1e-7
     assert "result: PASS" in out and "cbam" not in out
+    nonfinite = lines[lines.index("", 3) + 2 : lines.index("", lines.index("", 3) + 1)]
+    assert nonfinite[0].split() == ["non-finite", "numpy"]
+    assert [line.split() for line in nonfinite[1:]] == [
+        ["se/official", "18/18"],
+        ["se/relu6-hard_sigmoid", "18/18"],
+        ["se/hard_swish-nearest8", "18/18"],
+        ["eca/paper", "9/9"],
+        ["eca/k5-circular-bias", "12/12"],
+        ["all", "75/75"],
+    ]
 
 
 def test_markdown_matrix(capsys: pytest.CaptureFixture[str]) -> None:
@@ -193,7 +204,7 @@ def test_progress_goes_to_stderr(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--frameworks", "numpy", "--modules", "eca", "--format", "json", "--jobs", "0"]) == 0
     captured = capsys.readouterr()
     assert json.loads(captured.out)["passed"] is True  # stdout is pure JSON although progress was shown
-    assert captured.err.startswith("conformance: 13 checks of numpy in this process\n")
+    assert captured.err.startswith("conformance: 34 checks of numpy in this process\n")  # 21 non-finite
 
 
 class Terminal(io.StringIO):
@@ -208,8 +219,8 @@ def test_progress_bar_on_a_terminal() -> None:
     stream = Terminal()
     m = run_matrix(["numpy"], modules=("eca",), stream=stream)
     text = stream.getvalue()
-    assert text.startswith("conformance: 13 checks of numpy in this process\n")
-    assert "\r" in text and "13/13" in text and m.checks == 13
+    assert text.startswith("conformance: 34 checks of numpy in this process\n")  # 21 non-finite
+    assert "\r" in text and "34/34" in text and m.checks == 34
     assert re.search(r"\[\d\d:\d\d<\d\d:\d\d", text)  # [elapsed<left]: the ETA
 
     stream = Terminal()
@@ -235,8 +246,9 @@ def test_plain_lines_when_not_a_terminal(
     assert "\r" not in err and "\r" not in out
     lines = err.splitlines()
     header = out.splitlines()[0]
-    total = int(re.search(r": (\d+) checks \((\d+) cases, (\d+) non-vacuity\)", header)[1])
-    assert total == 3 * 2 * (4 + 2 * 6) + 1  # 6 variants, 4 cases and 12 edge cases each, 1 non-vacuity check
+    total = int(re.search(r": (\d+) checks \((\d+) cases, (\d+) non-finite, (\d+) non-vacuity\)", header)[1])
+    # 6 variants, 4 cases and 12 edge cases each, 1 non-vacuity check; (9 + 12) non-finite in 2 layouts
+    assert total == 3 * 2 * (4 + 2 * 6) + 1 + 2 * 21
     assert lines[0] == f"conformance: {total} checks of numpy in this process"
     counted = [int(re.match(r"conformance: (\d+)/(\d+) checks", line)[1]) for line in lines[1:]]
     assert counted[:-1] == list(range(1, total + 1)) and counted[-1] == total
@@ -281,7 +293,7 @@ def test_worker_process_matches_in_process_run() -> None:
     bar = _Progress(0, enabled=False)
     (worker,) = _run_parallel([["numpy"]], ("eca",), 3, False, bar, lambda name, n: bar.grow(n)).values()
     here = _run_framework("numpy", chosen, 3, False, get_adapter, lambda n: None, lambda what: None)
-    assert bar.total == bar.n == 3 * 4 + 1  # every case and the non-vacuity check reported back
+    assert bar.total == bar.n == 3 * 4 + 21 + 1  # every case (21 non-finite) and the non-vacuity check reported back
     assert (worker.status, worker.cells, worker.non_vacuity) == (here.status, here.cells, here.non_vacuity)
     assert worker.status == "pass" and [c.cases for c in worker.cells] == [4, 4, 4]
 
@@ -436,7 +448,7 @@ def test_missing_frameworks_are_named_in_the_output_and_the_result_line() -> Non
         "result: PASS (numpy; not tested: torch, flax, keras — not installed)",
     ]
     assert (
-        some_err.splitlines()[0] == "conformance: 13 checks of numpy in this process; not installed: torch, flax, keras"
+        some_err.splitlines()[0] == "conformance: 34 checks of numpy in this process; not installed: torch, flax, keras"
     )
     assert none.startswith("0\n")  # the exit status of the first run
     assert none.splitlines()[-1] == "result: NOTHING TESTED (torch, flax — not installed)"

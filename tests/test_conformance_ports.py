@@ -11,7 +11,8 @@ from __future__ import annotations
 import pytest
 
 from conformance import check_case, check_non_vacuity, edge_cases, make_case
-from conformance.grid import CHANNELS, DATA_FORMATS, KNOBS, PRESETS, Variant
+from conformance.grid import CHANNELS, KNOBS, PRESETS, Variant
+from reference_numpy import DATA_FORMATS
 from tests.conftest import adapter_or_skip, port_params
 
 FORMATS = [pytest.param(f, id="nchw" if f == "channels_first" else "nhwc") for f in DATA_FORMATS]

@@ -19,6 +19,7 @@ from conformance.grid import CHANNELS
 from conformance.vectors import (
     FORMAT,
     FORMAT_VERSION,
+    NONFINITE_VECTORS,
     SHIPPED,
     VectorError,
     check_vectors,
@@ -47,7 +48,7 @@ def _rewrite(path: Path, **changes: np.ndarray) -> None:
 @pytest.fixture(scope="module")
 def cbam_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     d = tmp_path_factory.mktemp("vectors")
-    export_vectors(d, default_cases(modules=("cbam",)))
+    export_vectors(d, default_cases(modules=("cbam",), nonfinite=False))
     return d
 
 
@@ -154,7 +155,7 @@ def test_missing_stored_tensor_is_a_load_error(tmp_path: Path) -> None:
         ("format", "attnspec", "not an attnspec vector file"),
         ("format_version", "99", "format_version='99'"),
         ("module", "se", "its config is for 'eca'"),
-        ("training", "yes", "KeyError"),
+        ("training", "yes", "training=.yes."),
     ],
 )
 def test_bad_metadata(key: str, value: str, match: str, tmp_path: Path) -> None:
@@ -190,7 +191,7 @@ def test_shipped_set_is_a_fresh_export(tmp_path: Path) -> None:
         for k, v in want.items():
             assert got[k].dtype == v.dtype and got[k].shape == v.shape, f"{path.name}: {k}"
             if k.startswith(INPUTS):
-                assert np.array_equal(got[k], v), f"{path.name}: {k} differs"
+                assert np.array_equal(got[k], v, equal_nan=True), f"{path.name}: {k} differs"
             else:
                 assert compare(k, got[k], v, "float64").ok, f"{path.name}: {compare(k, got[k], v, 'float64')}"
 
@@ -208,7 +209,10 @@ def test_shipped_set_is_small_and_complete() -> None:
         ("eca", "paper"),
         ("eca", "timm"),
         ("eca", "timm_ceca"),
-    }
+    } | {(vid.split("-")[0], f"{vid.split('-', 1)[1]}.{name}") for vid, name in NONFINITE_VECTORS}
+    nonfinite = [c for c in cases if ".nonfinite-" in c.name]
+    values = [np.concatenate([c.x.ravel(), c.dy.ravel(), *(w.ravel() for w in c.params.values())]) for c in nonfinite]
+    assert len(nonfinite) == 6 and all(not np.isfinite(v).all() for v in values)
     assert {(c.training, c.data_format) for c in cases} == {
         (t, f) for t in (False, True) for f in ("channels_first", "channels_last")
     }
@@ -219,10 +223,10 @@ def test_shipped_set_is_small_and_complete() -> None:
 
 def test_cli_export_then_check(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["vectors", "export", str(tmp_path), "--modules", "eca", "--dtypes", "float64,float32"]) == 0
-    assert "wrote 24 vector files" in capsys.readouterr().out
+    assert "wrote 26 vector files" in capsys.readouterr().out  # 24, and eca/paper's non-finite one in 2 dtypes
     assert main(["vectors", "check", str(tmp_path), "--framework", "numpy"]) == 0
     out = capsys.readouterr().out
-    assert out.startswith("numpy: 12/12 vector files pass") and "12 skipped" in out  # numpy runs float64 only
+    assert out.startswith("numpy: 13/13 vector files pass") and "13 skipped" in out  # numpy runs float64 only
 
 
 def test_cli_check_failure_exits_1(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -237,7 +241,7 @@ def test_cli_check_failure_exits_1(tmp_path: Path, capsys: pytest.CaptureFixture
 
 def test_cli_check_shipped_by_default(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["vectors", "check", "--framework", "numpy"]) == 0
-    assert capsys.readouterr().out.startswith("numpy: 32/32 vector files pass")
+    assert capsys.readouterr().out.startswith("numpy: 38/38 vector files pass")
 
 
 def test_cli_check_empty_directory_is_a_failure(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

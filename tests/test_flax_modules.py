@@ -303,7 +303,7 @@ def test_constructors_build_the_spec_config() -> None:
 def test_nnx_signatures_list_every_knob(cls) -> None:
     """help() shows channels, every knob of the spec with its default, then the options."""
     params = inspect.signature(cls).parameters
-    knobs = knob_names(cls.spec_module)
+    knobs = knob_names(cls.module)
     assert list(params)[: len(knobs) + 1] == ["channels", *knobs]
     assert list(params)[len(knobs) + 1 :][:4] == ["preset", "data_format", "dtype", "param_dtype"]
     assert list(params)[-1] == "rngs" and params["data_format"].default == "channels_last"

@@ -123,7 +123,7 @@ def test_full_grid_passes_a_correct_port(seed):
     adapter_or_skip("torch")
     from conformance.report import run_matrix
 
-    m = run_matrix(["numpy", "torch"], modules=("cbam",), full=True, seed=seed, progress=False)
+    m = run_matrix(["numpy", "torch"], modules=("cbam",), full=True, seed=seed, progress=False, nonfinite=False)
     assert m.passed, "\n".join(m.failures[:20])
     worst32 = max(r.cells["torch"].per_dtype["float32"] for r in m.rows)
     assert 0 < worst32 <= 1

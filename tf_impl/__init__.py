@@ -38,7 +38,7 @@ except ModuleNotFoundError as e:
         f'tf_impl needs Keras 3 and TensorFlow ({_top} is not installed): pip install "attnspec[tf]"', name=_top
     ) from e
 
-from ._base import AttentionLayer, from_config, load_canonical, to_canonical
+from ._base import AttentionLayer, class_for, from_config, load_canonical, to_canonical, to_numpy
 from .cbam import CBAM
 from .eca import ECA
 from .porting import load_torch_state_dict, to_torch_state_dict
@@ -49,9 +49,11 @@ __all__ = [
     "ECA",
     "AttentionLayer",
     "SqueezeExcite",
+    "class_for",
     "from_config",
     "load_canonical",
     "load_torch_state_dict",
     "to_canonical",
+    "to_numpy",
     "to_torch_state_dict",
 ]

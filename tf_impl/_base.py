@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import textwrap
 from collections.abc import Mapping
 from typing import Any, ClassVar, Generic, TypeVar
 
@@ -12,18 +13,21 @@ import numpy as np
 from keras import ops
 
 from reference_numpy import (
+    CONFIG_TYPES,
     Config,
     InitSpec,
+    Registry,
     as_config,
-    canonical_arrays,
+    check_data_format,
     check_training,
     framework_layout,
     from_framework,
+    knob_names,
     make_config,
     param_init,
+    show_constructor,
+    staged_canonical,
 )
-from reference_numpy.config import check_data_format
-from reference_numpy.convert import to_framework_array
 
 from ._ops import POOLS, Layout, accumulation_dtype, gate
 
@@ -54,23 +58,67 @@ class WeightGroup(keras.layers.Layer):
 
 ConfigT = TypeVar("ConfigT", bound=Config)
 
-LAYERS: dict[str, type[AttentionLayer[Any]]] = {}
-"""Module name (``se``, ``cbam``, ``eca``) -> layer class."""
+_CLASSES: Registry[type[AttentionLayer[Any]]] = Registry("tf_impl")
+
+_OPTIONS = [
+    inspect.Parameter("data_format", inspect.Parameter.KEYWORD_ONLY, default=None),
+    inspect.Parameter("kwargs", inspect.Parameter.VAR_KEYWORD),  # keras.layers.Layer's: name, dtype, trainable
+]
+
+_SHARED_DOC = """\
+    Args:
+        channels: Number of input channels ``C``.
+{preset}
+{knobs}
+        data_format: ``"channels_last"`` (N, H, W, C) or ``"channels_first"`` (N, C, H, W).
+            Defaults to ``keras.config.image_data_format()``.
+        **kwargs: ``keras.layers.Layer`` arguments (``name``, ``dtype``, ``trainable``).
+
+    Input shape:
+        4D tensor ``(batch, height, width, channels)`` with ``data_format="channels_last"``,
+        ``(batch, channels, height, width)`` with ``data_format="channels_first"``.
+
+    Output shape:
+        The input's shape; the dtype is the layer's compute dtype.
+"""
+_SHARED_DOC_MARK = "    {Args, Input shape, Output shape}\n"
+"""Where a layer's docstring takes :data:`_SHARED_DOC`, written once for every layer, its presets and knobs
+filled in from the spec config (``CONFIG_TYPES[module]``)."""
+
+
+def _shared_doc(module: str) -> str:
+    spec = CONFIG_TYPES[module]
+    presets = [f'``"{p}"``' for p in spec.presets]
+    preset = f"preset: {', '.join(presets[:-1])} or {presets[-1]} (SPEC.md section 6); the knobs given override it."
+    knobs = f"{', '.join(knob_names(module))}: keyword-only, the fields of ``reference_numpy.{spec.__name__}``."
+    return _SHARED_DOC.format(preset=_arg(preset), knobs=_arg(knobs))
+
+
+def _arg(text: str) -> str:
+    """One entry of a docstring's ``Args:``, wrapped."""
+    return textwrap.fill(text, 96, initial_indent=" " * 8, subsequent_indent=" " * 12)
 
 
 class AttentionLayer(keras.layers.Layer, Generic[ConfigT]):
     """A layer computing the module ``module`` of the spec from a :mod:`reference_numpy` config.
 
-    Subclasses implement ``attend(x, p, training)`` with ``p`` the weights by their Keras flat
-    key (``framework_layout(cfg, "keras")``), already cast to the accumulation dtype. (Not
-    ``forward``: on the PyTorch backend a Keras layer is a ``torch.nn.Module``.)
+    The skeleton (``reference_numpy.ports``): a subclass sets ``module`` (which registers it for
+    :func:`class_for`), and implements ``_attend(x, p, training)`` with ``p`` the weights by their
+    Keras flat key (``framework_layout(cfg, "keras")``), already cast to the accumulation dtype;
+    ``build`` checks the input shape and ``_build`` creates the weights. (Not ``forward``: on the
+    PyTorch backend a Keras layer is a ``torch.nn.Module``.)
     """
 
     module: ClassVar[str]
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        LAYERS[cls.module] = cls
+        _CLASSES.register(cls)
+        # help() and inspect.signature() list every knob with the spec's default; the
+        # constructor itself forwards only the knobs given, so that a preset is not overridden.
+        show_constructor(cls, _OPTIONS)
+        if cls.__doc__ is not None:  # None under python -OO
+            cls.__doc__ = cls.__doc__.replace(_SHARED_DOC_MARK, _shared_doc(cls.module))
 
     def __init__(self, channels: int, *, preset: str | None = None, data_format: str | None = None, **kwargs: Any):
         layer_kwargs = {k: kwargs.pop(k) for k in list(kwargs) if k in _LAYER_KWARGS}
@@ -109,6 +157,10 @@ class AttentionLayer(keras.layers.Layer, Generic[ConfigT]):
     def build(self, input_shape: Any) -> None:
         self._spec.validate_input(input_shape, self.compute_dtype, data_format=self.data_format)
         self._check_backend_dtype()
+        self._build()
+
+    def _build(self) -> None:
+        """Create the weights of ``framework_layout(config, "keras")`` in named groups, drawn as ``param_init`` says."""
         init = param_init(self._spec)
         groups: dict[tuple[str, ...], WeightGroup] = {}
         self._vars = {}
@@ -135,7 +187,7 @@ class AttentionLayer(keras.layers.Layer, Generic[ConfigT]):
         self._spec.validate_input(inputs.shape, inputs.dtype, data_format=self.data_format, training=training)
         self._check_backend_dtype()
         acc = accumulation_dtype(self.compute_dtype)
-        y, new_state = self.attend(inputs, {k: ops.cast(v, acc) for k, v in self._vars.items()}, training)
+        y, new_state = self._attend(inputs, {k: ops.cast(v, acc) for k, v in self._vars.items()}, training)
         for key, value in new_state.items():
             self._vars[key].assign(ops.cast(value, self._vars[key].dtype))
         return y
@@ -201,7 +253,7 @@ class AttentionLayer(keras.layers.Layer, Generic[ConfigT]):
 
     # -- the module's math
 
-    def attend(self, x: Any, p: dict[str, Any], training: bool) -> tuple[Any, dict[str, Any]]:
+    def _attend(self, x: Any, p: dict[str, Any], training: bool) -> tuple[Any, dict[str, Any]]:
         """Returns (y, new values of non-trainable weights by Keras key)."""
         raise NotImplementedError
 
@@ -218,6 +270,9 @@ class AttentionLayer(keras.layers.Layer, Generic[ConfigT]):
         return gate(x, g, over, self._layout)
 
 
+class_for = _CLASSES.class_for  # the class of a spec module: class_for("cbam") is CBAM
+
+
 def from_config(cfg: Config | Mapping[str, Any], **layer_kwargs: Any) -> AttentionLayer[Any]:
     """The layer computing spec config ``cfg`` (or its ``to_dict()``, Keras's convention); ``layer_kwargs`` are
     ``data_format`` and Keras's (name, dtype, ...).
@@ -232,11 +287,18 @@ def from_config(cfg: Config | Mapping[str, Any], **layer_kwargs: Any) -> Attenti
             "from_config takes the module's knobs from `cfg`; its keyword arguments are `data_format` and Keras's "
             f"layer arguments (name, dtype, ...). Received: {', '.join(f'{k}={layer_kwargs[k]!r}' for k in clash)}"
         )
-    return LAYERS[cfg.module](**knobs, **layer_kwargs)
+    return class_for(cfg.module)(**knobs, **layer_kwargs)
 
 
 def to_numpy(t: Any) -> np.ndarray:
-    """A backend tensor or variable value as a NumPy array (TensorFlow's own ``.numpy()`` avoids a NumPy 2 warning)."""
+    """A backend tensor or variable value as a NumPy array, on any Keras backend.
+
+    (TensorFlow's own ``.numpy()`` avoids a NumPy 2 warning of ``keras.ops.convert_to_numpy``.)
+
+    >>> import keras, tf_impl
+    >>> tf_impl.to_numpy(keras.ops.ones((2,))).tolist()
+    [1.0, 1.0]
+    """
     return t.numpy() if keras.backend.backend() == "tensorflow" else ops.convert_to_numpy(t)
 
 
@@ -248,37 +310,31 @@ def _check_layer(layer: Any) -> AttentionLayer[Any]:
     return layer
 
 
-def to_canonical(layer: AttentionLayer[Any]) -> dict[str, np.ndarray]:
-    """The built layer's weights (BN statistics included) as canonical name -> array, in the variables' dtype."""
-    tensors = {k: to_numpy(v.value) for k, v in _check_layer(layer).keras_weights.items()}
-    return from_framework(layer.config, tensors, "keras")
+def to_canonical(module: AttentionLayer[Any]) -> dict[str, np.ndarray]:
+    """The built layer ``module``'s weights (BN statistics included) as canonical name -> array, in the variables' dtype."""
+    tensors = {k: to_numpy(v.value) for k, v in _check_layer(module).keras_weights.items()}
+    return from_framework(module.config, tensors, "keras")
 
 
-def load_canonical(layer: AttentionLayer[Any], params: Mapping[str, Any], strict: bool = True) -> AttentionLayer[Any]:
-    """Assign canonical ``params`` to the built ``layer``; returns ``layer``.
+def load_canonical(module: AttentionLayer[Any], params: Mapping[str, Any], strict: bool = True) -> AttentionLayer[Any]:
+    """Assign canonical ``params`` to the built layer ``module``; returns ``module``.
+
+    (``module``, as every port names it; here a Keras layer.)
 
     Everything is checked and converted to the variables' dtypes before anything is assigned
-    (``reference_numpy.canonical_arrays``): every missing (when ``strict``), unexpected or
+    (``reference_numpy.staged_canonical``): every missing (when ``strict``), unexpected or
     mis-shaped key in one ``KeyMismatchError``, values that are not real numbers in one
     ``TypeError``, finite values that would overflow a variable's dtype in one ``ValueError``.
-    With ``strict=False`` a subset of the canonical names is loaded.
+    With ``strict=False`` any subset of the canonical names is loaded and the others keep their values.
     """
-    variables = _check_layer(layer).keras_weights
-    if not isinstance(strict, bool):
-        raise TypeError(f"`strict` must be a bool. Received: strict={strict!r} of type {type(strict).__name__}")
-    layout = framework_layout(layer.config, "keras")
-    targets = {name: variables[p.key] for name, p in layout.items()}
-    arrays = canonical_arrays(
-        layer.config,
-        params,
-        what="canonical params",
-        strict=strict,
-        dtypes={name: v.dtype for name, v in targets.items()},
+    variables = _check_layer(module).keras_weights
+    targets = {name: variables[p.key] for name, p in framework_layout(module.config, "keras").items()}
+    arrays = staged_canonical(
+        module.config, params, "keras", strict=strict, dtypes={name: v.dtype for name, v in targets.items()}
     )
     staged = {
-        name: ops.convert_to_tensor(to_framework_array(layout[name].kind, a, "keras"), dtype=targets[name].dtype)
-        for name, a in arrays.items()
+        name: ops.convert_to_tensor(a, dtype=targets[name].dtype) for name, a in arrays.items()
     }  # rounded to the variable's dtype (to nearest)
     for name, value in staged.items():
         targets[name].assign(value)
-    return layer
+    return module

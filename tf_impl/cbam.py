@@ -22,24 +22,7 @@ class CBAM(AttentionLayer[CBAMConfig]):
     ``moving_variance``; as with Keras's ``BatchNormalization``, a layer with
     ``trainable=False`` runs it in inference mode.
 
-    Args:
-        channels: Number of input channels ``C``.
-        preset: ``"official"`` or ``"timm"`` (SPEC.md section 6); the knobs given
-            explicitly override it.
-        data_format: ``"channels_last"`` (N, H, W, C) or ``"channels_first"`` (N, C, H, W).
-            Defaults to ``keras.config.image_data_format()``.
-        rd_ratio, rd_channels, rd_divisor, rd_round, mlp_bias, act, gate, pool_types,
-            spatial, spatial_kernel_size, spatial_pool_order, spatial_bias, spatial_norm,
-            bn_eps, bn_momentum: keyword-only, the fields of ``reference_numpy.CBAMConfig``
-            with its defaults (the authors' released code).
-        **kwargs: ``keras.layers.Layer`` arguments (``name``, ``dtype``, ``trainable``).
-
-    Input shape:
-        4D tensor ``(batch, height, width, channels)`` with ``data_format="channels_last"``,
-        ``(batch, channels, height, width)`` with ``data_format="channels_first"``.
-
-    Output shape:
-        The input's shape; the dtype is the layer's compute dtype.
+    {Args, Input shape, Output shape}
 
     Example:
 
@@ -63,7 +46,7 @@ class CBAM(AttentionLayer[CBAMConfig]):
 
     module = "cbam"
 
-    def attend(self, x: Any, p: dict[str, Any], training: bool) -> tuple[Any, dict[str, Any]]:
+    def _attend(self, x: Any, p: dict[str, Any], training: bool) -> tuple[Any, dict[str, Any]]:
         c = self.config
         pooled = [self.pool(t, x) for t in c.pool_types]
         x1 = self.gate(x, GATES[c.gate](ops.sum(mlp(ops.stack(pooled), p, "channel.", c.act), axis=0)))

@@ -16,22 +16,9 @@ from ._ops import GATES, channel_conv1d
 class ECA(AttentionLayer[ECAConfig]):
     """Efficient Channel Attention (Wang et al., CVPR 2020): a k-tap 1-D convolution over ``avg(x)``'s channels.
 
-    Args:
-        channels: Number of input channels ``C``.
-        preset: ``"paper"``, ``"timm"`` or ``"timm_ceca"`` (SPEC.md section 6); the knobs
-            given explicitly override it.
-        data_format: ``"channels_last"`` (N, H, W, C) or ``"channels_first"`` (N, C, H, W).
-            Defaults to ``keras.config.image_data_format()``.
-        kernel_size, gamma, beta, padding, bias, gate: keyword-only, the fields of
-            ``reference_numpy.ECAConfig`` with its defaults (``kernel_size=None``: adaptive).
-        **kwargs: ``keras.layers.Layer`` arguments (``name``, ``dtype``, ``trainable``).
+    ``kernel_size=None`` (the default) takes the paper's adaptive size, ``config.effective_kernel_size``.
 
-    Input shape:
-        4D tensor ``(batch, height, width, channels)`` with ``data_format="channels_last"``,
-        ``(batch, channels, height, width)`` with ``data_format="channels_first"``.
-
-    Output shape:
-        The input's shape; the dtype is the layer's compute dtype.
+    {Args, Input shape, Output shape}
 
     Example:
 
@@ -46,7 +33,7 @@ class ECA(AttentionLayer[ECAConfig]):
 
     module = "eca"
 
-    def attend(self, x: Any, p: dict[str, Any], training: bool) -> tuple[Any, dict[str, Any]]:
+    def _attend(self, x: Any, p: dict[str, Any], training: bool) -> tuple[Any, dict[str, Any]]:
         u = channel_conv1d(self.pool("avg", x), p["conv.kernel"], self.config.padding)
         if self.config.bias:
             u = u + p["conv.bias"]

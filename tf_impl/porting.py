@@ -23,23 +23,16 @@ True
 
 from __future__ import annotations
 
+import functools
+import types
 from collections.abc import Mapping
 from typing import Any
 
 import keras
 import numpy as np
 
-from reference_numpy import framework_layout
-from reference_numpy.porting import (
-    DEFAULT_DIALECT,
-    LAYERS,
-    PortReport,
-    Slot,
-    export_torch,
-    plan_import,
-    port_leaf,
-    settle,
-)
+from reference_numpy import PortReport, framework_layout, with_doc
+from reference_numpy.porting import DEFAULT_DIALECT, EXPORT_DOC, LOAD_DOC, Walk
 
 from ._base import AttentionLayer, load_canonical, to_canonical, to_numpy
 
@@ -53,19 +46,33 @@ _KINDS: tuple[tuple[type, str], ...] = (
     (keras.layers.LayerNormalization, "layer_norm"),
 )
 
+_PORT = types.SimpleNamespace(
+    describe=lambda v: (tuple(v.shape), v.dtype),
+    stage=lambda a, v: keras.ops.convert_to_tensor(a, dtype=v.dtype),
+    assign=lambda v, value: v.assign(value),
+    to_numpy=lambda v: to_numpy(v.value),
+    load_canonical=load_canonical,
+    to_canonical=to_canonical,
+)
+"""What the porter's Walk does with Keras variables and layers."""
+
 
 def _children(layer: Any) -> list[Any]:
     return list(layer._flatten_layers(include_self=False, recursive=False))
 
 
-def _walk(model: Any) -> tuple[list[tuple[Slot, Any, dict[str, Any]]], list[str]]:
-    """Every weight-holding layer as (slot, layer, leaf -> variable), and the variables no slot covers."""
+def _variable(layer: Any, leaf: str) -> keras.Variable | None:
+    v = getattr(layer, leaf, None)
+    return v if isinstance(v, keras.Variable) else None
+
+
+def _walk(model: Any) -> Walk:
+    """Every weight-holding layer, and the variables no slot covers."""
     if not isinstance(model, keras.layers.Layer):
         raise TypeError(f"`model` must be a Keras model or layer. Received: {type(model).__name__}")
     if not model.built:
         raise ValueError(f"{type(model).__name__} has no weights yet: build it first (call it on an input).")
-    found: list[tuple[Slot, Any, dict[str, Any]]] = []
-    covered: set[int] = set()
+    walk = Walk("keras", _PORT, holder="layer", variable="weight")
 
     def visit(layer: Any, path: str) -> None:
         for child in _children(layer):
@@ -73,76 +80,24 @@ def _walk(model: Any) -> tuple[list[tuple[Slot, Any, dict[str, Any]]], list[str]
             if isinstance(child, AttentionLayer):
                 held = child.keras_weights
                 by_name = {name: held[p.key] for name, p in framework_layout(child.config, "keras").items()}
-                variables = {n: (tuple(v.shape), v.dtype) for n, v in by_name.items()}
-                found.append((Slot(where, "attention", variables, child.config), child, by_name))
-                covered.update(id(v) for v in by_name.values())
+                walk.add(where, "attention", child, by_name, child.config)
                 continue
             kind = next((k for cls, k in _KINDS if isinstance(child, cls)), None)
             if kind is not None:
-                leaves = {}
-                for torch_kind in LAYERS[kind].values():
-                    leaf = port_leaf(torch_kind, "keras")
-                    v = getattr(child, leaf, None)
-                    if isinstance(v, keras.Variable):
-                        leaves[leaf] = v
-                variables = {leaf: (tuple(v.shape), v.dtype) for leaf, v in leaves.items()}
-                found.append((Slot(where, kind, variables), child, leaves))
-                covered.update(id(v) for v in leaves.values())
+                walk.add_layer(where, kind, child, functools.partial(_variable, child))
                 continue
             visit(child, where)
 
     visit(model, "")
-    unknown = [v.path for v in model.weights if id(v) not in covered]
-    return found, unknown
+    walk.unknown = [v.path for v in model.weights if id(v) not in walk.covered]
+    return walk
 
 
+@with_doc(LOAD_DOC, model="the built Keras ``model``", framework="Keras", variable="weight", holder="layer")
 def load_torch_state_dict(model: Any, state_dict: Mapping[str, Any], *, strict: bool = True) -> PortReport:
-    """Load a PyTorch state dict (torch tensors or NumPy arrays) into the built Keras ``model``, in place.
-
-    Tensors are placed by module path (see the module docstring) and converted to Keras's
-    layouts; attention blocks go through the canonical layout in whichever PyTorch dialect
-    their keys match. ``num_batches_tracked`` is ignored. Every value is cast to its variable's dtype.
-
-    With ``strict=True`` (the default) every missing, unexpected and mis-shaped key, and every
-    other problem (values that are not real numbers or overflow the variable's dtype, weights of
-    layers the porter does not know), is reported in one ``reference_numpy.PortError`` and
-    nothing is changed. With ``strict=False`` what fits is loaded and the rest reported.
-    Returns the ``reference_numpy.PortReport``.
-    """
-    found, unknown = _walk(model)
-    target = f"Keras model {model.name!r}"
-    plan = plan_import([slot for slot, _, _ in found], state_dict, "keras", strict=False, target=target)
-    problems = [f"{path} (a weight of a layer the porter does not know)" for path in unknown]
-    settle(plan, problems, strict=strict, target=target)
-    staged = []
-    for slot, layer, leaves in found:
-        if slot.path in plan.blocks:
-            staged.append((layer, plan.blocks[slot.path]))
-        for leaf, a in plan.arrays.get(slot.path, {}).items():
-            staged.append((leaves[leaf], keras.ops.convert_to_tensor(a, dtype=leaves[leaf].dtype)))
-    for target, value in staged:
-        if isinstance(target, AttentionLayer):
-            load_canonical(target, value, strict=strict)
-        else:
-            target.assign(value)
-    return plan.report
+    return _walk(model).load(state_dict, strict=strict, target=f"Keras model {model.name!r}")
 
 
+@with_doc(EXPORT_DOC, model="The built Keras ``model``")
 def to_torch_state_dict(model: Any, *, dialect: str = DEFAULT_DIALECT) -> dict[str, np.ndarray]:
-    """The built Keras ``model``'s weights as a PyTorch state dict of NumPy arrays (variables' dtypes kept).
-
-    Keys are the module paths of the module docstring plus PyTorch's leaf names, without
-    ``num_batches_tracked`` (PyTorch's ``load_state_dict`` keeps its own count when it is absent).
-    Attention blocks are written in ``dialect``: ``"timm"`` (the default), ``"attnspec"`` (this
-    project's ``torch_impl``) or any other of ``reference_numpy.porting.dialects(module)``.
-    """
-    found, unknown = _walk(model)
-    if unknown:
-        raise ValueError(f"The porter does not know the layers holding {', '.join(unknown)}")
-    pairs = []
-    for slot, layer, leaves in found:
-        if slot.layer == "attention":
-            pairs.append((slot, to_canonical(layer)))
-        else:
-            pairs.append((slot, {leaf: to_numpy(v.value) for leaf, v in leaves.items()}))
-    return export_torch(pairs, "keras", dialect=dialect)
+    return _walk(model).export(dialect=dialect)

@@ -16,36 +16,24 @@ from ._ops import GATES, mlp
 class SqueezeExcite(AttentionLayer[SEConfig]):
     """Squeeze-and-Excitation (Hu et al., CVPR 2018): ``y = x * gate(fc2(act(fc1(avg(x)))))``.
 
-    Args:
-        channels: Number of input channels ``C``.
-        preset: ``"official"``, ``"timm"`` or ``"torchvision"`` (SPEC.md section 6); the
-            knobs given explicitly override it.
-        data_format: ``"channels_last"`` (N, H, W, C) or ``"channels_first"`` (N, C, H, W).
-            Defaults to ``keras.config.image_data_format()``.
-        rd_ratio, rd_channels, rd_divisor, rd_round, bias, act, gate: keyword-only, the
-            fields of ``reference_numpy.SEConfig``, with its defaults (the authors' release).
-        **kwargs: ``keras.layers.Layer`` arguments (``name``, ``dtype``, ``trainable``).
+    The knobs' defaults are the authors' release.
 
-    Input shape:
-        4D tensor ``(batch, height, width, channels)`` with ``data_format="channels_last"``,
-        ``(batch, channels, height, width)`` with ``data_format="channels_first"``.
-
-    Output shape:
-        The input's shape; the dtype is the layer's compute dtype.
+    {Args, Input shape, Output shape}
 
     Example:
 
     >>> import numpy as np
-    >>> layer = SqueezeExcite(64, preset="timm")
-    >>> y = layer(np.ones((2, 8, 8, 64), dtype="float32"))
-    >>> tuple(y.shape), layer.config.hidden
-    ((2, 8, 8, 64), 8)
+    >>> layer = SqueezeExcite(64, preset="timm")  # timm rounds the squeeze width to a multiple of 8
+    >>> tuple(layer(np.ones((2, 8, 8, 64), dtype="float32")).shape)
+    (2, 8, 8, 64)
     >>> {key: tuple(w.shape) for key, w in layer.keras_weights.items()}
     {'fc1.kernel': (64, 8), 'fc1.bias': (8,), 'fc2.kernel': (8, 64), 'fc2.bias': (64,)}
+    >>> SqueezeExcite.from_config(layer.get_config()).config == layer.config  # get_config holds every knob
+    True
     """
 
     module = "se"
 
-    def attend(self, x: Any, p: dict[str, Any], training: bool) -> tuple[Any, dict[str, Any]]:
+    def _attend(self, x: Any, p: dict[str, Any], training: bool) -> tuple[Any, dict[str, Any]]:
         s = GATES[self.config.gate](mlp(self.pool("avg", x), p, "", self.config.act))
         return self.gate(x, s), {}

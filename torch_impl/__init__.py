@@ -29,7 +29,7 @@ except ModuleNotFoundError as e:
         'torch_impl needs PyTorch, which is not installed: pip install "attnspec[torch]"', name="torch"
     ) from e
 
-from ._base import AttentionModule, from_config, load_canonical, to_canonical
+from ._base import AttentionModule, class_for, from_config, load_canonical, to_canonical
 from ._ops import composite
 from .cbam import CBAM
 from .eca import ECA
@@ -40,6 +40,7 @@ __all__ = [
     "ECA",
     "AttentionModule",
     "SqueezeExcite",
+    "class_for",
     "composite",
     "from_config",
     "load_canonical",

@@ -8,7 +8,6 @@ Everything a module knows about itself comes from ``reference_numpy``: the confi
 from __future__ import annotations
 
 import dataclasses
-import functools
 import inspect
 import warnings
 from collections.abc import Mapping
@@ -20,61 +19,45 @@ from torch import nn
 
 from reference_numpy import (
     Config,
-    canonical_arrays,
+    Registry,
+    check_config,
     framework_layout,
     from_framework,
     make_config,
     param_init,
-    param_layout,
+    show_constructor,
+    staged_canonical,
 )
-from reference_numpy.config import CONFIG_TYPES, check_config
-from reference_numpy.convert import to_framework_array
 
 from ._ops import composable
 
-__all__ = ["AttentionModule", "from_config", "load_canonical", "to_canonical"]
+__all__ = ["AttentionModule", "class_for", "from_config", "load_canonical", "to_canonical"]
 
 _NOT_CANONICAL = "num_batches_tracked"
 """PyTorch BN's batch counter, present after SyncBatchNorm conversion; dropped on export (SPEC.md section 7)."""
 
 
-def _knob_signature(module: str) -> inspect.Signature:
-    """``(self, channels, *, <every knob with the spec's default>, preset, device, dtype)``."""
-    kw = inspect.Parameter.KEYWORD_ONLY
-    params = [
-        inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD),
-        inspect.Parameter("channels", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=int),
-    ]
-    params += [
-        inspect.Parameter(f.name, kw, default=f.default)
-        for f in dataclasses.fields(CONFIG_TYPES[module])
-        if f.name != "channels"
-    ]
-    params += [inspect.Parameter(n, kw, default=None) for n in ("preset", "device", "dtype")]
-    return inspect.Signature(params)
+_OPTIONS = [inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, default=None) for n in ("device", "dtype")]
+
+_CLASSES: Registry[type[AttentionModule]] = Registry("torch_impl")
 
 
 class AttentionModule(nn.Module):
-    """Base of :class:`SqueezeExcite`, :class:`CBAM` and :class:`ECA`.
+    """Base of :class:`SqueezeExcite`, :class:`CBAM` and :class:`ECA` (the skeleton: ``reference_numpy.ports``).
 
-    Subclasses set ``module`` (the spec's name), create their layers in ``_build`` and compute
-    in ``_attend``; ``forward`` checks the input against the spec first.
+    Subclasses set ``module`` (the spec's name, which registers them for :func:`class_for`),
+    create their layers in ``_build`` and compute in ``_attend``; ``forward`` checks the input
+    against the spec first.
     """
 
     module: ClassVar[str]
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
+        _CLASSES.register(cls)
         # help() and inspect.signature() list every knob with the spec's default; the
         # constructor itself forwards only the knobs given, so that a preset is not overridden.
-        base_init = AttentionModule.__init__
-
-        @functools.wraps(base_init)
-        def __init__(self: AttentionModule, *args: Any, **kwargs: Any) -> None:
-            base_init(self, *args, **kwargs)
-
-        __init__.__signature__ = _knob_signature(cls.module)  # type: ignore[attr-defined]
-        cls.__init__ = __init__  # type: ignore[method-assign]
+        show_constructor(cls, _OPTIONS)
 
     def __init__(
         self,
@@ -87,7 +70,7 @@ class AttentionModule(nn.Module):
     ) -> None:
         super().__init__()
         self._config = make_config(self.module, channels, preset=preset, **knobs)
-        self._build(self._config, device=device, dtype=dtype)
+        self._build(self._config, device=_check_device(device), dtype=_check_dtype(dtype))
         self.reset_parameters()
 
     @property
@@ -188,12 +171,25 @@ def _checked_input(x: torch.Tensor, cfg: Config, witness: torch.Tensor, training
 
 # ----------------------------------------------------------------------------- config and canonical weights
 
-_CLASSES: dict[str, type[AttentionModule]] = {}
+
+class_for = _CLASSES.class_for  # the class of a spec module: class_for("cbam") is CBAM
 
 
-def _register(cls: type[AttentionModule]) -> type[AttentionModule]:
-    _CLASSES[cls.module] = cls
-    return cls
+def _check_device(device: Any) -> torch.device | None:
+    if device is None:
+        return None
+    try:
+        return torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise ValueError(
+            f"`device` must be a torch.device, a device string such as 'cpu' or 'cuda:0', or None. Received: device={device!r}"
+        ) from None
+
+
+def _check_dtype(dtype: Any) -> torch.dtype | None:
+    if dtype is None or (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
+        return dtype
+    raise TypeError(f"`dtype` must be a floating torch.dtype (e.g. torch.float32) or None. Received: dtype={dtype!r}")
 
 
 def from_config(
@@ -209,7 +205,7 @@ def from_config(
     """
     cfg = check_config(cfg)
     knobs = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg) if f.name != "channels"}
-    return _CLASSES[cfg.module](cfg.channels, device=device, dtype=dtype, **knobs)
+    return class_for(cfg.module)(cfg.channels, device=device, dtype=dtype, **knobs)
 
 
 def _tensors(module: AttentionModule) -> dict[str, torch.Tensor]:
@@ -226,6 +222,10 @@ def to_canonical(module: AttentionModule) -> dict[str, np.ndarray]:
     >>> {k: (v.shape, v.dtype.name) for k, v in sd.items()}
     {'conv.weight': ((5,), 'float64')}
     """
+    if not isinstance(module, AttentionModule):
+        raise TypeError(
+            f"`module` must be a torch_impl module (SqueezeExcite, CBAM or ECA). Received: {type(module).__name__}"
+        )
     held = {k: v for k, v in module.state_dict().items() if not k.endswith(_NOT_CANONICAL)}
     return {k: v.astype(np.float64) for k, v in from_framework(module.config, held, "torch").items()}
 
@@ -233,11 +233,12 @@ def to_canonical(module: AttentionModule) -> dict[str, np.ndarray]:
 def load_canonical(module: AttentionModule, params: Mapping[str, Any], strict: bool = True) -> AttentionModule:
     """Copy canonical arrays (NumPy or tensors, any float or integer dtype) into ``module``; returns ``module``.
 
-    Everything is checked and converted before anything is copied (``reference_numpy.canonical_arrays``):
+    Everything is checked and converted before anything is copied (``reference_numpy.staged_canonical``):
     every missing (when ``strict``), unexpected and mis-shaped key in one ``KeyMismatchError``;
     None, object, string, bool and complex values and meta-device tensors in one ``TypeError``;
     finite values that would overflow the module's dtype in one ``ValueError``. On any error
-    the module is unchanged. With ``strict=False`` a subset of the canonical names is loaded.
+    the module is unchanged. With ``strict=False`` any subset of the canonical names is loaded
+    and the others keep their values.
 
     >>> import numpy as np, torch_impl
     >>> se = torch_impl.SqueezeExcite(32, rd_channels=4)
@@ -248,24 +249,12 @@ def load_canonical(module: AttentionModule, params: Mapping[str, Any], strict: b
     """
     if not isinstance(module, AttentionModule):
         raise TypeError(f"`module` must be an attnspec PyTorch module. Received: {type(module).__name__}")
-    _check_strict(strict)
     tensors = _tensors(module)
-    arrays = canonical_arrays(
-        module.config, params, what="canonical params", strict=strict, dtypes={k: t.dtype for k, t in tensors.items()}
+    arrays = staged_canonical(
+        module.config, params, "torch", strict=strict, dtypes={k: t.dtype for k, t in tensors.items()}
     )
-    layout = param_layout(module.config)
-    staged = {
-        name: torch.from_numpy(np.ascontiguousarray(to_framework_array(layout[name].kind, a, "torch"))).to(
-            tensors[name].dtype
-        )
-        for name, a in arrays.items()
-    }
+    staged = {name: torch.from_numpy(np.ascontiguousarray(a)).to(tensors[name].dtype) for name, a in arrays.items()}
     with torch.no_grad():
         for name, value in staged.items():
             tensors[name].copy_(value)
     return module
-
-
-def _check_strict(strict: Any) -> None:
-    if not isinstance(strict, bool):
-        raise TypeError(f"`strict` must be a bool. Received: strict={strict!r} of type {type(strict).__name__}")

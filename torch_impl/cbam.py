@@ -10,7 +10,7 @@ from torch import nn
 
 from reference_numpy import CBAMConfig
 
-from ._base import AttentionModule, _register
+from ._base import AttentionModule
 from ._ops import ChannelMLP, channel_attention, channel_gate, gate, scale, scale_and_pool
 
 __all__ = ["CBAM", "SpatialGate"]
@@ -83,7 +83,6 @@ def _batch_norm_by_hand(bn: nn.BatchNorm2d, z: torch.Tensor) -> torch.Tensor:
     return (z - mean) * torch.rsqrt(var + bn.eps) * bn.weight.view(1, 1, 1, 1) + bn.bias.view(1, 1, 1, 1)
 
 
-@_register
 class CBAM(AttentionModule):
     """Convolutional Block Attention Module: channel attention, then spatial attention.
 

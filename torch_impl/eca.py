@@ -8,13 +8,12 @@ from torch import nn
 
 from reference_numpy import ECAConfig
 
-from ._base import AttentionModule, _register
+from ._base import AttentionModule
 from ._ops import channel_attention
 
 __all__ = ["ECA"]
 
 
-@_register
 class ECA(AttentionModule):
     """Efficient Channel Attention: ``y = x * gate(conv1d(avg(x)))``, the convolution running over channels.
 

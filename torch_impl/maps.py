@@ -62,6 +62,8 @@ def _mlp(z: Tensor, t: dict[str, Tensor], prefix: str, act: str) -> Tensor:
 def attention_maps(module: Any, x: Tensor) -> dict[str, Tensor]:
     """The attention maps of an attnspec PyTorch module on the NCHW input ``x`` (see the module docstring)."""
     cfg = module.config
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{type(module).__name__}.attention_maps expects a torch.Tensor. Received: {type(x).__name__}")
     cfg.validate_input(x.shape, x.dtype, data_format="channels_first", training=module.training)
     acc = torch.float32 if x.dtype in (torch.float16, torch.bfloat16) else x.dtype
     held = module.state_dict(keep_vars=True)

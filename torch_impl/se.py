@@ -6,13 +6,12 @@ import torch
 
 from reference_numpy import SEConfig
 
-from ._base import AttentionModule, _register
+from ._base import AttentionModule
 from ._ops import channel_attention, mlp, mlp_layers
 
 __all__ = ["SqueezeExcite"]
 
 
-@_register
 class SqueezeExcite(AttentionModule):
     """Squeeze-and-Excitation: ``y = x * gate(fc2(act(fc1(avg(x)))))``.
 

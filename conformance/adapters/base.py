@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from reference_numpy import Config
+from reference_numpy import DATA_FORMATS, Config
 
 
 @dataclasses.dataclass
@@ -39,7 +39,7 @@ class Adapter(abc.ABC):
     name: ClassVar[str]
     dtypes: ClassVar[tuple[str, ...]] = ("float64", "float32", "bfloat16", "float16")
     grad_dtypes: ClassVar[tuple[str, ...]] = ("float64", "float32")
-    data_formats: ClassVar[tuple[str, ...]] = ("channels_first", "channels_last")
+    data_formats: ClassVar[tuple[str, ...]] = DATA_FORMATS
 
     @abc.abstractmethod
     def build(self, cfg: Config, dtype: str) -> Any:

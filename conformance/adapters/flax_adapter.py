@@ -18,14 +18,14 @@ from flax import nnx
 
 import flax_impl.linen as fl
 import flax_impl.nnx as fn
-from flax_impl._layout import PARAMS, STATS, collection_to_canonical
+from flax_impl import PARAMS, STATS, collection_to_canonical
 from reference_numpy import Config, flatten
 
 from .base import Adapter, Outputs
 from .run import jax_vjp
 from .run import x64 as _x64
 
-# (input, weights keyed like flax_impl._layout.entries) -> (y, updated running statistics, same keys)
+# (input, weights keyed like the Flax layout without the collection) -> (y, updated running statistics, same keys)
 Forward = Callable[[jax.Array, dict[str, jax.Array]], tuple[jax.Array, dict[str, jax.Array]]]
 
 

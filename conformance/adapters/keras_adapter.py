@@ -22,7 +22,7 @@ from keras import ops
 
 import tf_impl
 from reference_numpy import Config, framework_layout, from_framework_array, param_layout
-from tf_impl._base import to_numpy
+from tf_impl import to_numpy
 
 from .base import Adapter, Outputs
 from .run import tf_vjp, x64

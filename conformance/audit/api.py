@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
+from reference_numpy import FRAMEWORKS
+
 from ..runner import check_case
 from ..runner import exception_line as _last_line
 from ..verify import worker
-from ..verify.api import TargetImportError, load_target, verify
-from ..verify.binding import FRAMEWORKS, _structure
+from ..verify.api import TargetImportError, check_seed, load_target, verify
+from ..verify.binding import _structure
 from ..verify.check import ThirdPartyAdapter, own_weights_case
 from ..verify.report import VerifyReport
 from ..verify.targets import framework_of, make_backend
@@ -36,6 +39,9 @@ from .walk import (
 )
 
 __all__ = ["DEFAULT_SPATIAL", "audit"]
+
+MAX_SAMPLE = 2**28
+"""The most values a sample input ``input_shape`` may ask for (1 GiB in float32)."""
 
 DEFAULT_SPATIAL = 64
 """Height and width of the default sample input: a ResNet's fifth stage still sees 2 x 2 maps."""
@@ -90,10 +96,20 @@ def audit(
         )
     if not (isinstance(timeout, (int, float)) and not isinstance(timeout, bool) and timeout > 0):
         raise ValueError(f"`timeout` must be a number of seconds > 0. Received: timeout={timeout!r}")
+    check_seed(seed)
+    if not isinstance(isolate, bool):
+        raise TypeError(f"`isolate` must be a bool. Received: isolate={isolate!r}")
     if input_shape is not None:
+        if not isinstance(input_shape, (tuple, list)):
+            raise TypeError(f"`input_shape` must be a tuple of ints >= 1. Received: input_shape={input_shape!r}")
         input_shape = tuple(input_shape)
         if not input_shape or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 1 for d in input_shape):
             raise ValueError(f"`input_shape` must be a tuple of ints >= 1. Received: input_shape={input_shape!r}")
+        if math.prod(input_shape) > MAX_SAMPLE:
+            raise ValueError(
+                f"`input_shape` asks for a sample of more than the {MAX_SAMPLE} values an audit draws. "
+                f"Received: input_shape={input_shape!r}"
+            )
     if sample is not None:
         sample = np.asarray(sample.detach().cpu() if hasattr(sample, "detach") else sample)
         if not np.issubdtype(sample.dtype, np.floating):

@@ -12,10 +12,12 @@ import sys
 import traceback
 from collections.abc import Sequence
 
+from reference_numpy import FRAMEWORKS
+
+from .._cli import Parser
 from .._cli import first_line as _line
 from .._cli import seconds as _seconds
 from .._cli import seed as _seed
-from ..verify.binding import FRAMEWORKS
 from ..verify.worker import DEFAULT_TIMEOUT
 from .api import DEFAULT_SPATIAL, audit
 
@@ -33,9 +35,7 @@ def _shape(text: str) -> tuple[int, ...]:
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog=PROG, description="Find every SE, CBAM and ECA block in a network and verify each where it sits."
-    )
+    p = Parser(prog=PROG, description="Find every SE, CBAM and ECA block in a network and verify each where it sits.")
     p.add_argument(
         "target",
         help="package.module:factory (a function or class building the network, or a network; for Flax linen, "

@@ -445,6 +445,14 @@ class _KerasWalker(Walker):
         return ";".join(parts)
 
 
+def _raised(e: BaseException) -> str:
+    """What a call into the network did: ``raised ValueError: ...``, or ``raised SystemExit (it called
+    sys.exit(0))``: a SystemExit from the network is its failure, like any error, never an exit of the audit."""
+    if isinstance(e, SystemExit):
+        return f"raised SystemExit (it called sys.exit({e.code!r}))"
+    return f"raised {one_line(exception_line(e))}"
+
+
 _LABELS: list[str] = []  # the labelled calls running (innermost last)
 
 
@@ -682,10 +690,10 @@ def linen_capture(
         except Overtime as e:
             cand.failure, cand.hung = f"in the network, {e}", True
             return inp
-        except Exception as e:
+        except (Exception, SystemExit) as e:
             if not judged:
                 raise
-            cand.failure = f"in the network, its forward raised {one_line(exception_line(e))}"
+            cand.failure = f"in the network, its forward {_raised(e)}"
             return inp
         finally:
             active.pop()
@@ -704,8 +712,8 @@ def linen_capture(
         with linen.intercept_methods(intercept):
             walker.run(model, x)
         cap = Capture()
-    except Exception as e:
-        cap = Capture(error=one_line(exception_line(e)))
+    except (Exception, SystemExit) as e:
+        cap = Capture(error=_raised(e).removeprefix("raised "))
     finally:
         notify("end", NETWORK_CALL)
     for cand in found.values():  # what its MLP layers (or ECA's convolution) received
@@ -813,8 +821,8 @@ def capture(walker: Walker, model: Any, x: np.ndarray, candidates: list[Candidat
             except Overtime as e:
                 cand.failure, cand.hung = f"in the network, {e}", True
                 return inp
-            except Exception as e:
-                cand.failure = f"in the network, its forward raised {one_line(exception_line(e))}"
+            except (Exception, SystemExit) as e:
+                cand.failure = f"in the network, its forward {_raised(e)}"
                 return inp
             finally:
                 active.pop()
@@ -852,8 +860,8 @@ def capture(walker: Walker, model: Any, x: np.ndarray, candidates: list[Candidat
         notify("begin", (NETWORK_CALL, 0.0))
         try:
             walker.run(model, x)
-        except Exception as e:
-            return Capture(error=one_line(exception_line(e)))
+        except (Exception, SystemExit) as e:
+            return Capture(error=_raised(e).removeprefix("raised "))
         finally:
             notify("end", NETWORK_CALL)
         return Capture()

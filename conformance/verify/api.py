@@ -3,16 +3,29 @@
 from __future__ import annotations
 
 import importlib
+import os
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
 
-from reference_numpy import THIRD_PARTY, Config, describe, differences, equivalent, make_config
+from reference_numpy import (
+    CONFIG_TYPES,
+    DATA_FORMATS,
+    FRAMEWORKS,
+    MODULES,
+    THIRD_PARTY,
+    Config,
+    describe,
+    differences,
+    equivalent,
+    knob_names,
+    make_config,
+)
 
 from ..runner import check_case
 from ..runner import exception_line as _last_line
-from .binding import FRAMEWORKS, MODULES, Structure, _canonical, _structure
+from .binding import Structure, _canonical, _structure
 from .check import ThirdPartyAdapter, _cases, _full_check_failures, _probe, own_weights_case, precision_sentences
 from .diagnosis import _why_not, structural_findings
 from .identify import _identify, off_spec_findings
@@ -20,7 +33,7 @@ from .report import VerifyReport
 from .targets import framework_of, make_backend
 from .worker import DEFAULT_TIMEOUT, TargetDied, calling, cannot_fork, run_isolated
 
-__all__ = ["DEFAULT_TIMEOUT", "TargetImportError", "load_target", "resolve_kwargs", "verify"]
+__all__ = ["DEFAULT_TIMEOUT", "TargetImportError", "check_seed", "load_target", "resolve_kwargs", "verify"]
 
 
 class TargetImportError(Exception):
@@ -75,6 +88,37 @@ def resolve_kwargs(init_kwargs: Mapping[str, Any]) -> tuple[dict[str, Any], list
                 out[k] = obj
                 said.append(f"{k}={v!r} taken as {getattr(obj, '__qualname__', attr)} from {module_name}")
     return out, said
+
+
+def check_seed(seed: Any) -> int:
+    """``seed`` as the checks take it: an int in [0, 2**32) (``ValueError`` otherwise, naming it)."""
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**32:
+        raise ValueError(f"`seed` must be an int in [0, 2**32). Received: seed={seed!r}")
+    return int(seed)
+
+
+def _check_expect(expect: Any, module: str | None) -> None:
+    """``expect``'s type, preset name and knob names, before any target runs (their values need the channel count)."""
+    if expect is None:
+        return
+    if not isinstance(expect, (str, Mapping)):
+        raise TypeError(
+            f"`expect` must be a preset name or a mapping of knobs. Received: expect of type {type(expect).__name__}"
+        )
+    modules = [module] if module is not None else list(MODULES)
+    knobs: dict[str, Any] = {"preset": expect} if isinstance(expect, str) else dict(expect)
+    preset = knobs.pop("preset", None)
+    presets = {p for m in modules for p in CONFIG_TYPES[m].presets}
+    if preset is not None and preset not in presets:
+        raise ValueError(
+            f"`expect` names no preset of {' or '.join(modules)}: {preset!r}. Expected one of {sorted(presets)}"
+        )
+    names = {k for m in modules for k in knob_names(m)}
+    unknown = [k for k in knobs if k not in names]
+    if unknown:
+        raise ValueError(
+            f"`expect` has knobs {' or '.join(modules)} does not have: {unknown}. Expected some of {sorted(names)}"
+        )
 
 
 def _expected_config(
@@ -180,13 +224,31 @@ def verify(
         raise ValueError(f"`timeout` must be a number of seconds > 0. Received: timeout={timeout!r}")
     if channels is not None and (not isinstance(channels, int) or isinstance(channels, bool) or channels < 1):
         raise ValueError(f"`channels` must be an int >= 1. Received: channels={channels!r}")
+    check_seed(seed)
+    if isinstance(mapping, os.PathLike):
+        mapping = os.fspath(mapping)
+    if not isinstance(mapping, str) or not mapping:
+        raise TypeError(f"`mapping` must be 'auto', a dialect name or a JSON map file's path. Received: {mapping!r}")
+    _check_expect(expect, module)
+    if data_format is not None and data_format not in DATA_FORMATS:
+        raise ValueError(
+            f"`data_format` must be None or one of {', '.join(map(repr, DATA_FORMATS))}. Received: {data_format!r}"
+        )
+    if not isinstance(isolate, bool):
+        raise TypeError(f"`isolate` must be a bool. Received: isolate={isolate!r}")
+    if variables is not None and framework != "flax":
+        raise ValueError(
+            f"`variables` is for a Flax linen target only. Received: variables with framework={framework!r}"
+        )
     if sample is not None:
         sample = np.asarray(sample.detach().cpu() if hasattr(sample, "detach") else sample)
-        if sample.ndim != 4 or not np.issubdtype(sample.dtype, np.floating):
+        if sample.ndim != 4 or not np.issubdtype(sample.dtype, np.floating) or 0 in sample.shape:
             raise ValueError(
                 f"`sample` must be a floating 4-D input (N, C, H, W) or (N, H, W, C). Received: shape {sample.shape}, "
                 f"dtype {sample.dtype}"
             )
+        if not np.isfinite(sample).all():
+            raise ValueError("`sample` must be finite. Received: an input holding NaN or infinite values")
     kwargs: dict[str, Any] = dict(
         module=module,
         framework=framework,

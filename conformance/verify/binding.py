@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from reference_numpy import (
+    FRAMEWORKS,
     THIRD_PARTY,
     CBAMConfig,
     ECAConfig,
@@ -20,10 +21,6 @@ from reference_numpy import (
     param_layout,
     to_framework_array,
 )
-
-FRAMEWORKS = ("torch", "flax", "keras")
-MODULES = ("se", "cbam", "eca")
-
 
 _NAMES = {"se": "SE", "cbam": "CBAM", "eca": "ECA"}
 

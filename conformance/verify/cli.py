@@ -14,17 +14,20 @@ import traceback
 from collections.abc import Sequence
 from typing import Any
 
+from reference_numpy import FRAMEWORKS, MODULES
+
+from .._cli import Parser
 from .._cli import first_line as _line
+from .._cli import seconds as _seconds
 from .._cli import seed as _seed
 from .api import verify
-from .binding import FRAMEWORKS, MODULES
 from .worker import DEFAULT_TIMEOUT
 
 PROG = "python -m conformance verify"
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = Parser(
         prog=PROG,
         description="Check a third-party SE/CBAM/ECA implementation against the spec and identify its variant.",
     )
@@ -55,7 +58,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=("text", "json"), default="text")
     p.add_argument(
         "--timeout",
-        type=float,
+        type=_seconds,
         default=DEFAULT_TIMEOUT,
         help=f"seconds each call into the target may take in its worker process (default: {DEFAULT_TIMEOUT:g})",
     )

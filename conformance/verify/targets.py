@@ -185,6 +185,11 @@ class _TorchBackend(_Backend):
         with calling("its forward" if dy is None else "its forward and backward"):
             y, dx, got = torch_vjp(obj, xt, dyt, [p for _, p in named])
         out = as_single_array(y, "its forward")
+        if dy is not None and not isinstance(y, torch.Tensor):
+            raise TypeError(
+                f"its forward returned a {type(y).__module__}.{type(y).__qualname__}, not a torch.Tensor: no "
+                "gradient can be taken through it"
+            )
         state = {n: b.detach().cpu().numpy().copy() for n, b in obj.named_buffers() if b.is_floating_point()}
         if dy is None:
             return out, None, {}, state

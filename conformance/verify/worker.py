@@ -167,6 +167,14 @@ def run_isolated(
                 elif kind == "result":
                     return payload
                 elif kind == "raised":
+                    if not isinstance(payload, Exception):  # sys.exit or an interrupt outside a marked call: the
+                        # target's doing, never the caller's exit (a SystemExit here would end the caller with 0)
+                        did = (
+                            f"called sys.exit({payload.code!r})"
+                            if isinstance(payload, SystemExit)
+                            else f"raised {type(payload).__name__}"
+                        )
+                        raise TargetDied(f"{current or 'the target'} {did}", current)
                     raise payload
             elif current is not None and time.monotonic() - started > limit:
                 proc.kill()

@@ -14,12 +14,12 @@ from typing import Any
 
 from reference_numpy import Config, as_config
 
-from ._base import Attention
+from ._base import Attention, class_for
 from .cbam import CBAM
 from .eca import ECA
 from .porting import attention_configs, load_torch_state_dict, to_torch_state_dict
 from .se import SqueezeExcite
-from .weights import from_canonical, to_canonical
+from .weights import from_canonical, load_canonical, to_canonical
 
 __all__ = [
     "CBAM",
@@ -27,14 +27,14 @@ __all__ = [
     "Attention",
     "SqueezeExcite",
     "attention_configs",
+    "class_for",
     "from_canonical",
     "from_config",
+    "load_canonical",
     "load_torch_state_dict",
     "to_canonical",
     "to_torch_state_dict",
 ]
-
-_CLASSES: dict[str, type[Attention]] = {"se": SqueezeExcite, "cbam": CBAM, "eca": ECA}
 
 
 def from_config(cfg: Config | Mapping[str, Any], **options: Any) -> Attention:
@@ -49,7 +49,7 @@ def from_config(cfg: Config | Mapping[str, Any], **options: Any) -> Attention:
     TypeError: from_config takes the knobs from `cfg`; its options are the module's fields: data_format, dtype, param_dtype, name. Received: rd_ratio=0.5
     """
     cfg = as_config(cfg)
-    cls = _CLASSES[cfg.module]
+    cls = class_for(cfg.module)
     fields = [f.name for f in dataclasses.fields(cls) if f.init and f.name not in ("config", "parent")]
     for k, v in options.items():
         if k not in fields and k != "parent":  # Flax's own field, not listed

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import inspect
 import operator
 from typing import Any, ClassVar
 
@@ -11,8 +12,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from reference_numpy import Config, make_config
-from reference_numpy.config import check_data_format
+from reference_numpy import Config, Registry, check_data_format, constructor_signature, make_config
 
 from .. import _ops
 from .._layout import PARAMS, Entry, entries, float_dtype, initializer, split
@@ -49,12 +49,17 @@ def _declare(module: nn.Module, items: tuple[Entry, ...], param_dtype: Any) -> d
     return out
 
 
+_CLASSES: Registry[type[Attention]] = Registry("flax_impl.linen")
+
+
 class Attention(nn.Module):
     """Base of the Linen modules :class:`SqueezeExcite`, :class:`CBAM` and :class:`ECA`.
 
     A module is one spec config plus how to compute it. Build one with
-    ``Module.create(channels, preset=None, **knobs, **fields)`` (the arguments every port's
+    ``Module.create(channels, *, <knobs>, preset=None, <fields>)`` (the arguments every port's
     constructor takes), ``Module(config=cfg)`` or ``flax_impl.linen.from_config(cfg)``.
+    The skeleton (``reference_numpy.ports``): a subclass sets ``module`` (which registers it for
+    :func:`class_for`); ``_build`` declares the variables and ``_attend`` computes.
 
     Attributes:
       config: the spec config (``reference_numpy.SEConfig`` / ``CBAMConfig`` / ``ECAConfig``),
@@ -71,16 +76,34 @@ class Attention(nn.Module):
       The input's shape and dtype.
     """
 
-    spec_module: ClassVar[str]
+    module: ClassVar[str]
     config: Config
     data_format: str = "channels_last"
     dtype: Any = None
     param_dtype: Any = jnp.float32
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        _CLASSES.register(cls)
+        # help() and inspect.signature() of create list every knob with the spec's default, then the fields
+        create = Attention.__dict__["create"].__func__
+
+        @functools.wraps(create)
+        def create_with_knobs(klass: type[Attention], *args: Any, **kwargs: Any) -> Any:
+            return create(klass, *args, **kwargs)
+
+        options = [
+            inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=f.default)
+            for f in dataclasses.fields(cls)
+            if f.init and f.name not in ("config", "parent")
+        ]
+        create_with_knobs.__signature__ = constructor_signature(cls.module, options, self_parameter=True)  # type: ignore[attr-defined]
+        cls.create = classmethod(create_with_knobs)  # type: ignore[assignment,method-assign]
+
     def __post_init__(self) -> None:
-        if getattr(self.config, "module", None) != self.spec_module:
+        if getattr(self.config, "module", None) != self.module:
             raise TypeError(
-                f"{type(self).__name__} expects a {self.spec_module.upper()} config. Received: config={self.config!r}"
+                f"{type(self).__name__} expects a {self.module.upper()} config. Received: config={self.config!r}"
             )
         # checked when the module is built, not at its first call
         check_data_format(self.data_format)
@@ -98,11 +121,14 @@ class Attention(nn.Module):
         """
         fields = {f.name for f in dataclasses.fields(cls)} - {"config"}
         options = {k: kwargs.pop(k) for k in list(kwargs) if k in fields}
-        return cls(config=make_config(cls.spec_module, channels, preset=preset, **kwargs), **options)
+        return cls(config=make_config(cls.module, channels, preset=preset, **kwargs), **options)
 
-    def _run(self, x: jax.Array, training: bool, axis_name: str | None) -> jax.Array:
-        values = _declare(self, entries(self.config), self.param_dtype)
-        weights, stats = split(values, self.config)
+    def _build(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Declare the variables of the spec's Flax layout: (weights, running-statistic ``Variable``s) by key."""
+        return split(_declare(self, entries(self.config), self.param_dtype), self.config)
+
+    def _attend(self, x: jax.Array, training: bool, axis_name: str | None) -> jax.Array:
+        weights, stats = self._build()
         y, new_stats = _ops.apply(
             self.config,
             weights,
@@ -137,4 +163,7 @@ class Attention(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array, training: bool = False) -> jax.Array:
         """``x`` scaled by the attention; ``training`` only matters to batch norm (CBAM)."""
-        return self._run(x, training, None)
+        return self._attend(x, training, None)
+
+
+class_for = _CLASSES.class_for  # the class of a spec module: class_for("cbam") is CBAM

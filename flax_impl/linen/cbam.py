@@ -42,11 +42,11 @@ class CBAM(Attention):
     ((2, 8, 8, 64), {'batch_stats': {'spatial': {'bn': {'mean': (1,), 'var': (1,)}}}})
     """
 
-    spec_module: ClassVar[str] = "cbam"
+    module: ClassVar[str] = "cbam"
     config: CBAMConfig
     axis_name: str | None = None
 
     @nn.compact
     def __call__(self, x: jax.Array, training: bool = False) -> jax.Array:
         """``x`` scaled by the attention; ``training`` selects batch statistics and updates the running ones."""
-        return self._run(x, training, self.axis_name)
+        return self._attend(x, training, self.axis_name)

@@ -27,5 +27,5 @@ class ECA(Attention):
     ({'params': {'conv': {'bias': (1,), 'kernel': (5, 1, 1)}}}, 5)
     """
 
-    spec_module: ClassVar[str] = "eca"
+    module: ClassVar[str] = "eca"
     config: ECAConfig

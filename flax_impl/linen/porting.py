@@ -39,9 +39,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from reference_numpy import Config, framework_layout
-from reference_numpy.config import check_config
-from reference_numpy.convert import from_framework_array, to_framework_array
+from reference_numpy import Config, check_config, framework_layout, from_framework_array, to_framework_array
 from reference_numpy.porting import (
     DEFAULT_DIALECT,
     Slot,
@@ -86,6 +84,8 @@ def attention_configs(module: nn.Module, *args: Any, **kwargs: Any) -> dict[str,
     nothing is computed. Pass the result as ``configs`` to :func:`load_torch_state_dict` and
     :func:`to_torch_state_dict` so that each block is checked against its real config.
     """
+    if not isinstance(module, nn.Module):
+        raise TypeError(f"`module` must be a Linen module. Received: {type(module).__name__}")
     found: dict[str, Config] = {}
 
     def record(next_fun: Any, args: Any, kwargs: Any, context: Any) -> Any:

@@ -26,5 +26,5 @@ class SqueezeExcite(Attention):
     {'params': {'fc1': {'bias': (8,), 'kernel': (64, 8)}, 'fc2': {'bias': (64,), 'kernel': (8, 64)}}}
     """
 
-    spec_module: ClassVar[str] = "se"
+    module: ClassVar[str] = "se"
     config: SEConfig

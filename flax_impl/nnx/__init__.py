@@ -17,7 +17,7 @@ from flax import nnx
 
 from reference_numpy import Config, as_config, knob_names
 
-from ._base import Attention
+from ._base import Attention, class_for
 from .cbam import CBAM
 from .eca import ECA
 from .porting import load_torch_state_dict, to_torch_state_dict
@@ -29,14 +29,13 @@ __all__ = [
     "ECA",
     "Attention",
     "SqueezeExcite",
+    "class_for",
     "from_config",
     "load_canonical",
     "load_torch_state_dict",
     "to_canonical",
     "to_torch_state_dict",
 ]
-
-_CLASSES: dict[str, type[Attention]] = {"se": SqueezeExcite, "cbam": CBAM, "eca": ECA}
 
 
 def from_config(cfg: Config | Mapping[str, Any], *, rngs: nnx.Rngs, **options: Any) -> Attention:
@@ -51,7 +50,7 @@ def from_config(cfg: Config | Mapping[str, Any], *, rngs: nnx.Rngs, **options: A
     TypeError: from_config takes the knobs from `cfg`; its options are the constructor's: data_format, dtype, param_dtype. Received: preset='timm'
     """
     cfg = as_config(cfg)
-    cls = _CLASSES[cfg.module]
+    cls = class_for(cfg.module)
     params = inspect.signature(cls).parameters.values()
     allowed = [
         p.name for p in params if p.kind == p.KEYWORD_ONLY and p.name not in {"preset", "rngs", *knob_names(cfg.module)}

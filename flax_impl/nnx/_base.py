@@ -10,8 +10,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from reference_numpy import knob_names, make_config
-from reference_numpy.config import check_data_format
+from reference_numpy import Registry, check_data_format, make_config, show_constructor
 
 from .. import _ops
 from .._layout import PARAMS, entries, float_dtype, initializer, split
@@ -24,31 +23,26 @@ class Node(nnx.Module):
     """
 
 
-def _signature(cls: type[Attention]) -> inspect.Signature:
-    """What ``help()`` and ``inspect.signature`` show for a module class: ``channels``, every knob
-    with the spec's default, then the constructor's own options.
-
-    The constructor takes the knobs as ``**knobs`` and passes on only those given, so that a
-    preset is not overridden by a default; this only documents them.
-    """
-    defaults = make_config(cls.spec_module, 1)
-    kw = inspect.Parameter.KEYWORD_ONLY
-    params = [inspect.Parameter("channels", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=int)]
-    params += [inspect.Parameter(k, kw, default=getattr(defaults, k)) for k in knob_names(cls.spec_module)]
+def _options(cls: type[Attention]) -> list[inspect.Parameter]:
+    """The keyword-only options of ``cls``'s constructors besides ``preset``, base class first, ``rngs`` last."""
     options: dict[str, inspect.Parameter] = {}
     for klass in reversed([k for k in cls.__mro__ if issubclass(k, Attention) and "__init__" in k.__dict__]):
         for p in inspect.signature(klass.__init__).parameters.values():
-            if p.kind == kw:
+            if p.kind == p.KEYWORD_ONLY and p.name != "preset":
                 options[p.name] = p
     rngs = options.pop("rngs")
-    return inspect.Signature([*params, *options.values(), rngs])
+    return [*options.values(), rngs]
+
+
+_CLASSES: Registry[type[Attention]] = Registry("flax_impl.nnx")
 
 
 class Attention(nnx.Module):
     """Base of the NNX modules :class:`SqueezeExcite`, :class:`CBAM` and :class:`ECA`.
 
     Builds the spec config, holds its variables (named as in the spec's Flax layout) and runs
-    the shared math.
+    the shared math. The skeleton (``reference_numpy.ports``): a subclass sets ``module`` (which
+    registers it for :func:`class_for`); ``_build`` creates the variables and ``_attend`` computes.
 
     Args:
       channels: the number of input channels.
@@ -69,12 +63,14 @@ class Attention(nnx.Module):
       The input's shape and dtype.
     """
 
-    spec_module: ClassVar[str]
+    module: ClassVar[str]
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        if "spec_module" in cls.__dict__:
-            cls.__signature__ = _signature(cls)  # type: ignore[attr-defined]
+        _CLASSES.register(cls)
+        # help() and inspect.signature() list every knob with the spec's default; the
+        # constructor itself forwards only the knobs given, so that a preset is not overridden.
+        show_constructor(cls, _options(cls))
 
     def __init__(
         self,
@@ -87,11 +83,15 @@ class Attention(nnx.Module):
         rngs: nnx.Rngs,
         **knobs: Any,
     ) -> None:
-        self.config = make_config(self.spec_module, channels, preset=preset, **knobs)
+        self.config = make_config(self.module, channels, preset=preset, **knobs)
         check_data_format(data_format)
         float_dtype("dtype", dtype, allow_none=True)
         float_dtype("param_dtype", param_dtype)
         self.data_format, self.dtype, self.param_dtype = data_format, dtype, param_dtype
+        self._build(rngs)
+
+    def _build(self, rngs: nnx.Rngs) -> None:
+        """Create the variables of the spec's Flax layout, as attributes of nested nodes, drawn as ``param_init`` says."""
         for e in entries(self.config):
             *path, leaf = e.key.split(".")
             node: nnx.Module = self
@@ -101,14 +101,14 @@ class Attention(nnx.Module):
                 node = getattr(node, part)
             kind = nnx.Param if e.collection == PARAMS else nnx.BatchStat
             key = rngs.params() if e.init.dist == "uniform" else None
-            setattr(node, leaf, kind(initializer(e.init)(key, e.shape, param_dtype)))
+            setattr(node, leaf, kind(initializer(e.init)(key, e.shape, self.param_dtype)))
 
     def _variables(self) -> dict[str, nnx.Variable]:
         """Key (its Flax path without the collection, e.g. ``"spatial.bn.mean"``) -> variable."""
         root: Any = self
         return {e.key: functools.reduce(getattr, e.key.split("."), root) for e in entries(self.config)}
 
-    def _run(self, x: jax.Array, training: bool, axis_name: str | None) -> jax.Array:
+    def _attend(self, x: jax.Array, training: bool, axis_name: str | None) -> jax.Array:
         variables = self._variables()
         weights, stats = split({k: v.get_value() for k, v in variables.items()}, self.config)
         y, new_stats = _ops.apply(
@@ -127,7 +127,7 @@ class Attention(nnx.Module):
 
     def __call__(self, x: jax.Array) -> jax.Array:
         """``x`` scaled by the attention."""
-        return self._run(x, False, None)
+        return self._attend(x, False, None)
 
     def _maps(self, x: jax.Array, training: bool, axis_name: str | None) -> dict[str, jax.Array]:
         from ..maps import attention_maps
@@ -138,3 +138,6 @@ class Attention(nnx.Module):
     def attention_maps(self, x: jax.Array) -> dict[str, jax.Array]:
         """The gates this module multiplies ``x`` by: ``{"channel": (N, C)}`` (see :mod:`flax_impl.maps`)."""
         return self._maps(x, False, None)
+
+
+class_for = _CLASSES.class_for  # the class of a spec module: class_for("cbam") is CBAM

@@ -46,7 +46,7 @@ class CBAM(Attention):
     True
     """
 
-    spec_module: ClassVar[str] = "cbam"
+    module: ClassVar[str] = "cbam"
 
     def __init__(
         self,
@@ -65,7 +65,7 @@ class CBAM(Attention):
         """``x`` scaled by the attention; ``use_running_average`` overrides the module's mode."""
         running = self.use_running_average if use_running_average is None else use_running_average
         check_training(running, "use_running_average")  # "no" is truthy: it must not silently mean True
-        return self._run(x, not running, self.axis_name)
+        return self._attend(x, not running, self.axis_name)
 
     def attention_maps(self, x: jax.Array, use_running_average: bool | None = None) -> dict[str, jax.Array]:
         """The gates: ``{"channel": (N, C), "spatial": (N, 1, H, W)}``, in the module's mode unless overridden.

@@ -27,4 +27,4 @@ class ECA(Attention):
     dtype(bfloat16)
     """
 
-    spec_module: ClassVar[str] = "eca"
+    module: ClassVar[str] = "eca"

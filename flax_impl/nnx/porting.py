@@ -25,6 +25,8 @@ Ported: ``nnx.Conv`` (2-D; grouped and depthwise ones included: ``feature_group_
 
 from __future__ import annotations
 
+import functools
+import types
 from collections.abc import Mapping
 from typing import Any
 
@@ -32,17 +34,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from reference_numpy import framework_layout
-from reference_numpy.porting import (
-    DEFAULT_DIALECT,
-    LAYERS,
-    PortReport,
-    Slot,
-    export_torch,
-    plan_import,
-    port_leaf,
-    settle,
-)
+from reference_numpy import PortReport, framework_layout, with_doc
+from reference_numpy.porting import DEFAULT_DIALECT, EXPORT_DOC, LOAD_DOC, Walk
 
 from ._base import Attention
 from .weights import load_canonical, to_canonical
@@ -56,14 +49,27 @@ _KINDS: tuple[tuple[type, str], ...] = (
     (nnx.LayerNorm, "layer_norm"),
 )
 
+_PORT = types.SimpleNamespace(
+    describe=lambda v: (tuple(v.get_value().shape), v.get_value().dtype),
+    stage=lambda a, v: jnp.asarray(a, dtype=v.get_value().dtype),
+    assign=lambda v, value: v.set_value(value),
+    to_numpy=lambda v: np.asarray(v.get_value()),
+    load_canonical=load_canonical,
+    to_canonical=to_canonical,
+)
+"""What the porter's Walk does with NNX variables and modules."""
 
-def _walk(module: Any) -> tuple[list[tuple[Slot, Any, dict[str, Any]]], list[str]]:
-    """Every weight-holding sub-module as (slot, module, leaf -> variable), and the variables no slot covers."""
+
+def _variable(m: Any, leaf: str) -> nnx.Variable | None:
+    v = getattr(m, leaf.split(".", 1)[1], None)  # "params.kernel" -> m.kernel
+    return v if isinstance(v, nnx.Variable) else None
+
+
+def _walk(module: Any) -> Walk:
+    """Every weight-holding sub-module, and the variables no slot covers."""
     if not isinstance(module, nnx.Module):
         raise TypeError(f"`module` must be an NNX module. Received: {type(module).__name__}")
-    found: list[tuple[Slot, Any, dict[str, Any]]] = []
-    covered: set[int] = set()
-    unknown: list[str] = []
+    walk = Walk("flax", _PORT, holder="module", variable="variable")
     modules = list(nnx.iter_modules(module))
     blocks = [tuple(path) for path, m in modules if isinstance(m, Attention)]
     for path, m in modules:
@@ -73,9 +79,7 @@ def _walk(module: Any) -> tuple[list[tuple[Slot, Any, dict[str, Any]]], list[str
         if isinstance(m, Attention):
             variables = m._variables()
             by_name = {name: variables[".".join(p.path[1:])] for name, p in framework_layout(m.config, "flax").items()}
-            shapes = {n: (tuple(v.get_value().shape), v.get_value().dtype) for n, v in by_name.items()}
-            found.append((Slot(where, "attention", shapes, m.config), m, by_name))
-            covered.update(id(v) for v in by_name.values())
+            walk.add(where, "attention", m, by_name, m.config)
             continue
         kind = next((k for cls, k in _KINDS if isinstance(m, cls)), None)
         if kind == "conv2d" and len(m.kernel.get_value().shape) != 4:
@@ -86,64 +90,18 @@ def _walk(module: Any) -> tuple[list[tuple[Slot, Any, dict[str, Any]]], list[str
             if isinstance(v, nnx.Variable) and isinstance(v, (nnx.Param, nnx.BatchStat))
         }
         if kind is None:
-            unknown.extend(f"{where}.{k}" if where else k for k in own)
+            walk.unknown.extend(f"{where}.{k}" if where else k for k in own)
             continue
-        leaves = {}
-        for torch_kind in LAYERS[kind].values():
-            leaf = port_leaf(torch_kind, "flax")
-            v = getattr(m, leaf.split(".", 1)[1], None)
-            if isinstance(v, nnx.Variable):
-                leaves[leaf] = v
-        shapes = {leaf: (tuple(v.get_value().shape), v.get_value().dtype) for leaf, v in leaves.items()}
-        found.append((Slot(where, kind, shapes), m, leaves))
-        covered.update(id(v) for v in leaves.values())
-        unknown.extend(f"{where}.{k}" for k, v in own.items() if id(v) not in covered)
-    return found, unknown
+        walk.add_layer(where, kind, m, functools.partial(_variable, m))
+        walk.unknown.extend(f"{where}.{k}" for k, v in own.items() if id(v) not in walk.covered)
+    return walk
 
 
+@with_doc(LOAD_DOC, model="the NNX ``module``", framework="Flax", variable="variable", holder="module")
 def load_torch_state_dict(module: Any, state_dict: Mapping[str, Any], *, strict: bool = True) -> PortReport:
-    """Load a PyTorch state dict (torch tensors or NumPy arrays) into the NNX ``module``, in place.
-
-    Tensors are placed by module path (see the module docstring) and converted to Flax's
-    layouts; attention blocks go through the canonical layout in whichever PyTorch dialect
-    their keys match. ``num_batches_tracked`` is ignored. Every value is cast to its variable's dtype.
-
-    With ``strict=True`` (the default) every missing, unexpected and mis-shaped key, and every
-    other problem, is reported in one ``reference_numpy.PortError`` and nothing is changed. With
-    ``strict=False`` what fits is loaded and the rest reported. Returns the ``reference_numpy.PortReport``.
-    """
-    found, unknown = _walk(module)
-    target = f"NNX module {type(module).__name__}"
-    plan = plan_import([slot for slot, _, _ in found], state_dict, "flax", strict=False, target=target)
-    problems = [f"{path} (a variable of a module the porter does not know)" for path in unknown]
-    settle(plan, problems, strict=strict, target=target)
-    staged = []
-    for slot, m, leaves in found:
-        if slot.path in plan.blocks:
-            staged.append((m, plan.blocks[slot.path]))
-        for leaf, a in plan.arrays.get(slot.path, {}).items():
-            staged.append((leaves[leaf], jnp.asarray(a, dtype=leaves[leaf].get_value().dtype)))
-    for target_, value in staged:
-        if isinstance(target_, Attention):
-            load_canonical(target_, value, strict=strict)
-        else:
-            target_.set_value(value)
-    return plan.report
+    return _walk(module).load(state_dict, strict=strict, target=f"NNX module {type(module).__name__}")
 
 
+@with_doc(EXPORT_DOC, model="The NNX ``module``")
 def to_torch_state_dict(module: Any, *, dialect: str = DEFAULT_DIALECT) -> dict[str, np.ndarray]:
-    """The NNX ``module``'s weights as a PyTorch state dict of NumPy arrays (dtypes kept), without ``num_batches_tracked``.
-
-    Attention blocks are written in ``dialect``: ``"timm"`` (the default), ``"attnspec"`` (this
-    project's ``torch_impl``) or any other of ``reference_numpy.porting.dialects(module)``.
-    """
-    found, unknown = _walk(module)
-    if unknown:
-        raise ValueError(f"The porter does not know the modules holding {', '.join(unknown)}")
-    pairs = []
-    for slot, m, leaves in found:
-        if slot.layer == "attention":
-            pairs.append((slot, to_canonical(m)))
-        else:
-            pairs.append((slot, {leaf: np.asarray(v.get_value()) for leaf, v in leaves.items()}))
-    return export_torch(pairs, "flax", dialect=dialect)
+    return _walk(module).export(dialect=dialect)

@@ -27,4 +27,4 @@ class SqueezeExcite(Attention):
     (2, 8, 8, 64)
     """
 
-    spec_module: ClassVar[str] = "se"
+    module: ClassVar[str] = "se"
