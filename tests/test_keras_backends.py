@@ -16,17 +16,14 @@ import os
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 
 from conformance import check_case, check_non_vacuity, make_case
-from conformance.adapters import Outputs
 from conformance.cases import nonfinite_cases
 from conformance.grid import CHANNELS, PRESETS, Variant
-from conformance.runner import check_against
+from conformance.runner import check_against, reference_outputs
 from tests.conftest import adapter_or_skip
 from tests.test_nonfinite_ports import VARIANTS as NONFINITE_VARIANTS
-from tests.test_nonfinite_ports import _want
 
 pytestmark = pytest.mark.keras
 
@@ -94,38 +91,13 @@ def test_non_vacuity_on_active_backend() -> None:
     assert check_non_vacuity(adapter, case) == []
 
 
-def _non_finite_mismatches(got: Outputs, want: Outputs) -> list[str]:
-    """The tensors of ``got`` whose NaN, +Inf and -Inf entries are not exactly where ``want`` has them."""
-    pairs = [("y", got.y, want.y), ("dx", got.dx, want.dx)]
-    pairs += [(f"grad[{k}]", got.grads.get(k), r) for k, r in want.grads.items()]
-    pairs += [(f"state[{k}]", got.state.get(k), r) for k, r in want.state.items()]
-    out = []
-    for name, a, r in pairs:
-        if a is None or np.shape(a) != np.shape(r):
-            out.append(f"{name}: missing or of shape {np.shape(a)}, expected {np.shape(r)}")
-            continue
-        for what, mask in (("NaN", np.isnan), ("+Inf", np.isposinf), ("-Inf", np.isneginf)):
-            differ = mask(a) != mask(r)
-            if differ.any():
-                i = tuple(int(j) for j in np.argwhere(differ)[0])
-                out.append(
-                    f"{name}: {what} at {i}: got {float(a[i])}, expected {float(r[i])} ({int(differ.sum())} entries differ)"
-                )
-    return out
-
-
 @pytest.mark.filterwarnings("ignore::RuntimeWarning")  # Inf * 0 = NaN is the rule here
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 @pytest.mark.parametrize("variant", NONFINITE_VARIANTS, ids=lambda v: f"{v.module}-{v.name}")
 def test_non_finite_rule_on_active_backend(variant: Variant, dtype: str) -> None:
     """SPEC.md section 1 on NaN/+Inf/-Inf in x, each weight and dy: TensorFlow under XLA, JAX jitted, PyTorch.
 
-    float64 compares everything (non-finite entries exactly, finite ones by the relative rule);
-    float32 compares where NaN, +Inf and -Inf appear. (Its finite values are held to SPEC.md
-    9.3's derived bound by the conformance tests above; with non-finite inputs there is no
-    bound, and float32's relative rule is tighter than the rounding of the gradients' cancelling
-    sums, which the summation orders of XLA, JAX and PyTorch exceed by up to ~3x where eager TensorFlow's
-    happens not to.)
+    As tests/test_nonfinite_ports.py: non-finite entries exactly, finite ones under SPEC.md 9.3's bound.
     """
     import keras
 
@@ -137,14 +109,7 @@ def test_non_finite_rule_on_active_backend(variant: Variant, dtype: str) -> None
     failures = []
     for training in (False, True) if cfg.has_batch_norm else (False,):
         for case in nonfinite_cases(cfg, dtype=dtype, training=training):
-            want = _want(case)
-            if dtype == "float64":
-                failures += check_against(adapter, case, want).failures()
-                continue
-            got = adapter.run(
-                case.cfg, case.params, case.x, case.dy, training=training, data_format=case.data_format, dtype=dtype
-            )
-            failures += [f"keras {case.id}: {m}" for m in _non_finite_mismatches(got, want)]
+            failures += check_against(adapter, case, reference_outputs(case)).failures()
     assert not failures, f"{len(failures)} mismatch(es):\n" + "\n".join(failures[:40])
 
 
