@@ -119,19 +119,19 @@ def reduce_max(t: Any, over: str, layout: Layout, *, keep_nan: bool) -> Any:
 
     The gradient is ``where(t == max, g / count, 0)``: ties share it evenly, and a window whose
     max is NaN sends 0 to every entry. ``keep_nan`` restores NaN where the backend's max drops
-    it; a caller may skip that when another reduction of the same windows already carries the
-    NaN into its output.
+    it (XLA). Skipping that is wrong wherever a selecting derivative reads the pooled value: a
+    finite max where the spec's is NaN turns a relu unit or a hard gate's slope back on (CBAM's
+    pools all keep NaN).
     """
 
     @ops.custom_gradient
     def f(t: Any) -> tuple[Any, Callable[..., Any]]:
-        axes = layout.axes(over)
-        m = ops.max(t, axis=axes)
-        if keep_nan and _MAX_DROPS_NAN:
-            m = ops.where(ops.any(ops.isnan(t), axis=axes), ops.cast(np.nan, m.dtype), m)
+        acc = accumulation_dtype(keras.backend.standardize_dtype(t.dtype))
+        m = ops.max(t, axis=layout.axes(over))
+        if keep_nan and _MAX_DROPS_NAN:  # NaNs counted by _sum: XLA's any() over x is as slow as 1.5 passes
+            m = ops.where(_sum(ops.cast(ops.isnan(t), acc), over, layout) > 0, ops.cast(np.nan, m.dtype), m)
 
         def grad(*args: Any, upstream: Any = None) -> Any:
-            acc = accumulation_dtype(keras.backend.standardize_dtype(t.dtype))
             hit = ops.equal(t, layout.expand(m, over))
             share = ops.cast(_upstream(args, upstream), acc) / _sum(ops.cast(hit, acc), over, layout)
             return ops.cast(_select(hit, ops.broadcast_to(layout.expand(share, over), ops.shape(t))), t.dtype)
