@@ -4,6 +4,10 @@ Keras picks its backend once per process (``KERAS_BACKEND``), so the session run
 ``active_backend`` tests on its own backend (TensorFlow by default) and spawns one pytest
 per other backend to run the same tests there; the adapter's VJP dispatches on the backend
 (``tf.GradientTape``, ``jax.vjp`` of ``stateless_call``, ``torch.autograd``).
+
+The non-finite rule (SPEC.md section 1) runs here on each backend's compiled or default path:
+TensorFlow under XLA (``tf.function(jit_compile=True)``; eager TensorFlow is
+tests/test_nonfinite_ports.py), JAX under ``jax.jit``, PyTorch eager.
 """
 
 from __future__ import annotations
@@ -15,8 +19,11 @@ import sys
 import pytest
 
 from conformance import check_case, check_non_vacuity, make_case
+from conformance.cases import nonfinite_cases
 from conformance.grid import CHANNELS, PRESETS, Variant
+from conformance.runner import check_against, reference_outputs
 from tests.conftest import adapter_or_skip
+from tests.test_nonfinite_ports import VARIANTS as NONFINITE_VARIANTS
 
 pytestmark = pytest.mark.keras
 
@@ -84,6 +91,28 @@ def test_non_vacuity_on_active_backend() -> None:
     assert check_non_vacuity(adapter, case) == []
 
 
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # Inf * 0 = NaN is the rule here
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("variant", NONFINITE_VARIANTS, ids=lambda v: f"{v.module}-{v.name}")
+def test_non_finite_rule_on_active_backend(variant: Variant, dtype: str) -> None:
+    """SPEC.md section 1 on NaN/+Inf/-Inf in x, each weight and dy: TensorFlow under XLA, JAX jitted, PyTorch.
+
+    As tests/test_nonfinite_ports.py: non-finite entries exactly, finite ones under SPEC.md 9.3's bound.
+    """
+    import keras
+
+    from conformance.adapters.keras_adapter import KerasAdapter
+
+    adapter_or_skip("keras")
+    adapter = KerasAdapter(jit_compile=keras.backend.backend() == "tensorflow")
+    cfg = variant.build(8)
+    failures = []
+    for training in (False, True) if cfg.has_batch_norm else (False,):
+        for case in nonfinite_cases(cfg, dtype=dtype, training=training):
+            failures += check_against(adapter, case, reference_outputs(case)).failures()
+    assert not failures, f"{len(failures)} mismatch(es):\n" + "\n".join(failures[:40])
+
+
 def test_other_backends() -> None:
     """Runs this file's ``active_backend`` tests in a fresh process per other backend, concurrently."""
     pytest.importorskip("keras")
@@ -112,7 +141,7 @@ def test_other_backends() -> None:
         if backend == "jax":
             env["XLA_FLAGS"] = f"{env.get('XLA_FLAGS', '')} {FAST_COMPILE}".strip()
         runs[backend] = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    outputs = {backend: run.communicate(timeout=300)[0] for backend, run in runs.items()}
+    outputs = {backend: run.communicate(timeout=900)[0] for backend, run in runs.items()}
     for backend, run in runs.items():
         out = outputs[backend]
         assert run.returncode == 0, f"{backend} backend:\n{out[-6000:]}"

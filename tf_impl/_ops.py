@@ -1,14 +1,20 @@
 """The shared pieces of SPEC.md section 2 in ``keras.ops``, so that they run on every Keras backend.
 
-Reductions take an accumulation dtype (float32 for half inputs, SPEC.md section 1). The
-gradients follow the spec's rules (max splits ties evenly, relu and the hard gates have zero
-slope at their kinks): the backends' own autodiff, except for the custom gradients below.
+Reductions take an accumulation dtype (float32 for half inputs, SPEC.md section 1). Outputs and
+gradients follow SPEC.md section 1's non-finite rule on every backend: products follow IEEE,
+and the derivative of a piecewise function (relu, relu6, the hard gates, max pools) *selects*,
+``where(cond, g * slope, 0)``, whatever ``g`` holds. The backends' own derivatives of these
+multiply by a 0/1 mask or an indicator instead (``Inf * 0`` is NaN), so they have custom
+gradients here that mirror ``reference_numpy.ops.ACT_VJPS``, ``GATE_VJPS`` and ``_max_grad``.
+Convolutions pad their input explicitly (a padded zero is a value: TensorFlow's ``"SAME"``
+skips padded taps), and a kernel holding NaN or Inf takes a gather path whose input gradient
+has no terms for outputs that do not exist (XLA's transpose of a convolution adds ``0 * w``).
 
 On TensorFlow, XLA's CPU code for a reduction over H, W whose input is a fused elementwise
 product (``sum(dy * x)``, the gradient of every gate) runs 5-7x slower than an elementwise
 pass, while a matrix product with a ones vector reads the same product at memory speed. So
-there, sums over space or channels are matrix products, and the gates, sums and max pools
-have custom gradients that keep it that way. Other backends use the plain reductions.
+there, sums over space or channels are matrix products, and the gates and sums have custom
+gradients that keep it that way. Other backends use the plain reductions.
 """
 
 from __future__ import annotations
@@ -83,6 +89,16 @@ def _upstream(args: tuple[Any, ...], upstream: Any) -> Any:
     return args[0] if upstream is None else upstream
 
 
+def _select(cond: Any, value: Any) -> Any:
+    """``where(cond, value, 0)``: the unselected 0 is exact whatever ``value`` holds (SPEC.md section 1)."""
+    return ops.where(cond, value, ops.zeros_like(value))
+
+
+def _sum(t: Any, over: str, layout: Layout) -> Any:
+    """``sum(t)`` over space or channels, for use inside a gradient (a matrix product where that is faster)."""
+    return layout.matmul_sum(t, over) if _MATMUL_SUMS else ops.sum(t, axis=layout.axes(over))
+
+
 def reduce_sum(t: Any, over: str, layout: Layout) -> Any:
     """``sum(t)`` over space -> (N, C) or over channels -> (N, H, W), in t's dtype."""
     if not _MATMUL_SUMS:
@@ -99,25 +115,26 @@ def reduce_sum(t: Any, over: str, layout: Layout) -> Any:
 
 
 def reduce_max(t: Any, over: str, layout: Layout, *, keep_nan: bool) -> Any:
-    """``max(t)`` over space or channels, in t's dtype; ties share the gradient evenly.
+    """``max(t)`` over space or channels, in t's dtype; its gradient selects (SPEC.md section 1).
 
-    ``keep_nan`` restores NaN where the backend's max drops it; a caller may skip that when
-    another reduction of the same windows already carries the NaN into its output.
+    The gradient is ``where(t == max, g / count, 0)``: ties share it evenly, and a window whose
+    max is NaN sends 0 to every entry. ``keep_nan`` restores NaN where the backend's max drops
+    it (XLA). Skipping that is wrong wherever a selecting derivative reads the pooled value: a
+    finite max where the spec's is NaN turns a relu unit or a hard gate's slope back on (CBAM's
+    pools all keep NaN).
     """
-    axes = layout.axes(over)
-    m = ops.max(t, axis=axes)
-    if keep_nan and _MAX_DROPS_NAN:
-        m = ops.where(ops.any(ops.isnan(t), axis=axes), ops.cast(np.nan, m.dtype), m)
-    if not _MATMUL_SUMS:
-        return m
 
     @ops.custom_gradient
     def f(t: Any) -> tuple[Any, Callable[..., Any]]:
+        acc = accumulation_dtype(keras.backend.standardize_dtype(t.dtype))
+        m = ops.max(t, axis=layout.axes(over))
+        if keep_nan and _MAX_DROPS_NAN:  # NaNs counted by _sum: XLA's any() over x is as slow as 1.5 passes
+            m = ops.where(_sum(ops.cast(ops.isnan(t), acc), over, layout) > 0, ops.cast(np.nan, m.dtype), m)
+
         def grad(*args: Any, upstream: Any = None) -> Any:
-            acc = accumulation_dtype(keras.backend.standardize_dtype(t.dtype))
-            hit = ops.cast(ops.equal(t, layout.expand(m, over)), acc)
-            share = ops.cast(_upstream(args, upstream), acc) / layout.matmul_sum(hit, over)
-            return ops.cast(hit * layout.expand(share, over), t.dtype)
+            hit = ops.equal(t, layout.expand(m, over))
+            share = ops.cast(_upstream(args, upstream), acc) / _sum(ops.cast(hit, acc), over, layout)
+            return ops.cast(_select(hit, ops.broadcast_to(layout.expand(share, over), ops.shape(t))), t.dtype)
 
         return m, grad
 
@@ -148,8 +165,30 @@ def gate(x: Any, g: Any, over: str, layout: Layout) -> Any:
 # ----------------------------------------------------------------------------- activations and gates
 
 
+def _piecewise(value: Callable[[Any], Any], vjp: Callable[[Any, Any], Any]) -> Callable[[Any], Any]:
+    """``value`` with the gradient ``vjp(x, g)``, a selection (``reference_numpy.ops.ACT_VJPS``)."""
+
+    @ops.custom_gradient
+    def f(x: Any) -> tuple[Any, Callable[..., Any]]:
+        def grad(*args: Any, upstream: Any = None) -> Any:
+            return vjp(x, _upstream(args, upstream))
+
+        return value(x), grad
+
+    return f
+
+
+def _relu(x: Any) -> Any:
+    # A select, not ops.relu: XLA's CPU code drops NaN in a max or clamp fused into a dot.
+    return ops.where(x <= 0.0, ops.zeros_like(x), x)  # NaN stays NaN
+
+
+def _relu6(x: Any) -> Any:
+    return ops.where(x >= 6.0, ops.full_like(x, 6.0), _relu(x))
+
+
 def _hard_sigmoid(x: Any) -> Any:
-    return ops.relu6(x + 3.0) / 6.0
+    return _relu6(x + 3.0) / 6.0
 
 
 def _gelu(x: Any) -> Any:
@@ -157,14 +196,21 @@ def _gelu(x: Any) -> Any:
     return 0.5 * x * (1.0 + ops.erf(x * (1.0 / math.sqrt(2.0))))
 
 
+def _hard_swish_vjp(x: Any, g: Any) -> Any:
+    return ops.where(x > 3.0, g, _select((x >= -3.0) & (x <= 3.0), g * (x / 3.0 + 0.5)))
+
+
 ACTS: dict[str, Callable[[Any], Any]] = {
-    "relu": ops.relu,
-    "relu6": ops.relu6,
+    "relu": _piecewise(_relu, lambda x, g: _select(x > 0.0, g)),
+    "relu6": _piecewise(_relu6, lambda x, g: _select((x > 0.0) & (x < 6.0), g)),
     "silu": ops.silu,
     "gelu": _gelu,
-    "hard_swish": lambda x: x * _hard_sigmoid(x),
+    "hard_swish": _piecewise(lambda x: x * _hard_sigmoid(x), _hard_swish_vjp),
 }
-GATES: dict[str, Callable[[Any], Any]] = {"sigmoid": ops.sigmoid, "hard_sigmoid": _hard_sigmoid}
+GATES: dict[str, Callable[[Any], Any]] = {
+    "sigmoid": ops.sigmoid,
+    "hard_sigmoid": _piecewise(_hard_sigmoid, lambda x, g: _select((x > -3.0) & (x < 3.0), g / 6.0)),
+}
 
 # ----------------------------------------------------------------------------- pools
 # pool(x, over, layout, acc, keep_nan) -> the pooled axes removed, in dtype ``acc``.
@@ -179,15 +225,37 @@ def _max(x: Any, over: str, layout: Layout, acc: str, keep_nan: bool) -> Any:
 
 
 def _lse(x: Any, over: str, layout: Layout, acc: str, keep_nan: bool) -> Any:
-    x = ops.cast(x, acc)
-    m = ops.stop_gradient(ops.max(x, axis=layout.axes(over)))  # a shift: the gradient is the softmax either way
-    return m + ops.log(reduce_sum(ops.exp(x - layout.expand(m, over)), over, layout))
+    """``m + log(sum(exp(x - m)))`` shifted by a finite max only; gradient ``g * exp(x - y)`` (SPEC.md 1)."""
+
+    @ops.custom_gradient
+    def f(x: Any) -> tuple[Any, Callable[..., Any]]:
+        m = ops.max(x, axis=layout.axes(over))
+        m = ops.where(ops.isfinite(m), m, ops.zeros_like(m))  # a +Inf window pools to +Inf, an all -Inf one to -Inf
+        y = m + ops.log(_sum(ops.exp(x - layout.expand(m, over)), over, layout))
+
+        def grad(*args: Any, upstream: Any = None) -> Any:
+            return layout.expand(_upstream(args, upstream), over) * ops.exp(x - layout.expand(y, over))
+
+        return y, grad
+
+    return f(ops.cast(x, acc))
 
 
 def _lp(x: Any, over: str, layout: Layout, acc: str, keep_nan: bool) -> Any:
-    s = reduce_sum(ops.square(ops.cast(x, acc)), over, layout)
-    nonzero = s > 0  # an all-zero window has value and gradient 0, not NaN
-    return ops.where(nonzero, ops.sqrt(ops.where(nonzero, s, 1.0)), 0.0)
+    """``sqrt(sum(x**2))``; gradient ``where(y == 0, 0, g * x / y)``: an all-zero window's is 0 (SPEC.md 1)."""
+
+    @ops.custom_gradient
+    def f(x: Any) -> tuple[Any, Callable[..., Any]]:
+        y = ops.sqrt(_sum(ops.square(x), over, layout))
+
+        def grad(*args: Any, upstream: Any = None) -> Any:
+            y_ = layout.expand(y, over)
+            dx = layout.expand(_upstream(args, upstream), over) * x / y_
+            return ops.where(y_ == 0, ops.zeros_like(dx), dx)
+
+        return y, grad
+
+    return f(ops.cast(x, acc))
 
 
 POOLS: dict[str, Callable[[Any, str, Layout, str, bool], Any]] = {
@@ -207,15 +275,45 @@ def dense(z: Any, kernel: Any, bias: Any | None) -> Any:
     return out if bias is None else out + bias
 
 
-def conv2d_same(z: Any, kernel: Any) -> Any:
-    """The "same" 2-D correlation of a channels-last ``z`` (N, H, W, I) with a Keras kernel (kh, kw, I, O)."""
+def _conv2d_valid(z: Any, kernel: Any) -> Any:
+    """The "valid" 2-D correlation of a channels-last ``z`` with a Keras kernel (kh, kw, I, O)."""
     if not _TORCH:
-        return ops.conv(z, kernel, padding="same", data_format="channels_last")
+        return ops.conv(z, kernel, padding="valid", data_format="channels_last")
     import torch
 
     w = torch.permute(kernel, (3, 2, 0, 1)).contiguous()  # (O, I, kh, kw), contiguous: see _TORCH above
-    y = torch.nn.functional.conv2d(torch.permute(z, (0, 3, 1, 2)), w, padding="same")
-    return torch.permute(y, (0, 2, 3, 1))
+    return torch.permute(torch.nn.functional.conv2d(torch.permute(z, (0, 3, 1, 2)), w), (0, 2, 3, 1))
+
+
+def _conv2d_gather(z: Any, kernel: Any) -> Any:
+    """The "valid" correlation as a gather of every window and a matrix product.
+
+    Its input gradient scatters the products of existing outputs only, so a NaN or Inf tap
+    reaches only the inputs it multiplied (SPEC.md section 1); the convolutions' own transposes
+    pad the cotangent with zeros, and ``0 * Inf`` is NaN.
+    """
+    kh, kw, i, o = kernel.shape
+    n, hp, wp, _ = ops.shape(z)
+    h, w = hp - kh + 1, wp - kw + 1
+    rows = ops.arange(h)[:, None, None, None] + ops.arange(kh)[None, None, :, None]  # (H, 1, kh, 1)
+    cols = ops.arange(w)[None, :, None, None] + ops.arange(kw)[None, None, None, :]  # (1, W, 1, kw)
+    windows = ops.take(ops.reshape(z, (n, hp * wp, i)), ops.reshape(rows * wp + cols, (-1,)), axis=1)
+    return dense(ops.reshape(windows, (n, h, w, kh * kw * i)), ops.reshape(kernel, (kh * kw * i, o)), None)
+
+
+def conv2d_same(z: Any, kernel: Any) -> Any:
+    """The "same" 2-D correlation of a channels-last ``z`` (N, H, W, I) with a Keras kernel (kh, kw, I, O).
+
+    The zero padding is explicit, so a padded zero is a value (``Inf * 0`` is NaN, SPEC.md
+    section 1); a kernel holding NaN or Inf takes the gather path (:func:`_conv2d_gather`).
+    """
+    kh, kw = kernel.shape[:2]
+    padded = ops.pad(z, ((0, 0), (kh // 2, kh // 2), (kw // 2, kw // 2), (0, 0)))
+    return ops.cond(
+        ops.all(ops.isfinite(kernel)),
+        lambda: _conv2d_valid(padded, kernel),
+        lambda: _conv2d_gather(padded, kernel),
+    )
 
 
 def mlp(z: Any, p: dict[str, Any], prefix: str, act: str) -> Any:
@@ -225,11 +323,18 @@ def mlp(z: Any, p: dict[str, Any], prefix: str, act: str) -> Any:
 
 
 def channel_conv1d(z: Any, kernel: Any, padding: str) -> Any:
-    """ECA's correlation over the channels of ``z`` (N, C) with a Keras Conv1D kernel ``(k, 1, 1)``."""
+    """ECA's correlation over the channels of ``z`` (N, C) with a Keras Conv1D kernel ``(k, 1, 1)``.
+
+    Each output gathers its k taps (a padded tap is a true zero, never a channel times 0), so
+    the input gradient holds the products of existing outputs only (SPEC.md section 1).
+    """
     channels, k = z.shape[-1], kernel.shape[0]
     idx, valid = pad_index(channels, k // 2, padding)  # the spec's padding, zeros or circular
-    padded = ops.take(z, idx, axis=1) * ops.cast(valid, z.dtype)
-    return ops.conv(padded[:, :, None], kernel, padding="valid", data_format="channels_last")[:, :, 0]
+    taps = np.arange(channels)[:, None] + np.arange(k)  # (C, k) positions in the padded axis
+    windows = ops.take(z, idx[taps], axis=1)  # (N, C, k)
+    if not valid.all():
+        windows = _select(valid[taps], windows)
+    return dense(windows, ops.reshape(kernel, (k, 1)), None)[..., 0]
 
 
 def batch_norm(

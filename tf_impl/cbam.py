@@ -48,14 +48,11 @@ class CBAM(AttentionLayer[CBAMConfig]):
 
     def _attend(self, x: Any, p: dict[str, Any], training: bool) -> tuple[Any, dict[str, Any]]:
         c = self.config
-        # XLA's max drops NaN. Any other pool (avg, lse, lp; the spatial mean) turns a NaN of x into
-        # a NaN gate for the whole sample, which is the spec's output, so only a max-only channel
-        # gate pays for the explicit NaN check.
-        pooled = [self.pool(t, x, keep_nan=c.pool_types == ("max",)) for t in c.pool_types]
+        pooled = [self.pool(t, x) for t in c.pool_types]
         x1 = self.gate(x, GATES[c.gate](ops.sum(mlp(ops.stack(pooled), p, "channel.", c.act), axis=0)))
         if not c.spatial:
             return x1, {}
-        d = [self.pool(q, x1, over="channels", keep_nan=False) for q in c.spatial_pool_order]
+        d = [self.pool(q, x1, over="channels") for q in c.spatial_pool_order]
         z = conv2d_same(ops.stack(d, axis=-1), p["spatial.conv.kernel"])
         if c.spatial_bias:
             z = z + p["spatial.conv.bias"]

@@ -22,7 +22,7 @@ from typing import Any
 
 from keras import ops
 
-from ._ops import GATES, batch_norm, channel_conv1d, mlp
+from ._ops import GATES, batch_norm, channel_conv1d, conv2d_same, mlp
 
 __all__ = ["attention_maps"]
 
@@ -45,7 +45,7 @@ def attention_maps(layer: Any, x: Any, p: dict[str, Any], training: bool) -> dic
         return maps
     x1 = layer.gate(x, g)
     d = ops.stack([layer.pool(q, x1, over="channels") for q in c.spatial_pool_order], axis=-1)  # (N, H, W, 2)
-    z = ops.conv(d, p["spatial.conv.kernel"], padding="same", data_format="channels_last")
+    z = conv2d_same(d, p["spatial.conv.kernel"])
     if c.spatial_bias:
         z = z + p["spatial.conv.bias"]
     if c.spatial_norm:
