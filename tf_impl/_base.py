@@ -266,13 +266,9 @@ class AttentionLayer(keras.layers.Layer, Generic[ConfigT]):
         """Returns (y, new values of non-trainable weights by Keras key)."""
         raise NotImplementedError
 
-    def pool(self, kind: str, x: Any, over: str = "space", *, keep_nan: bool = True) -> Any:
-        """A pool of SPEC.md section 2 over ``space`` (H, W) -> (N, C) or ``channels`` -> (N, H, W).
-
-        ``keep_nan=False`` lets a max pool drop NaN where the backend's max does (XLA), for a
-        caller whose other pools of the same windows carry the NaN to the output anyway.
-        """
-        return POOLS[kind](x, over, self._layout, accumulation_dtype(self.compute_dtype), keep_nan)
+    def pool(self, kind: str, x: Any, over: str = "space") -> Any:
+        """A pool of SPEC.md section 2 over ``space`` (H, W) -> (N, C) or ``channels`` -> (N, H, W)."""
+        return POOLS[kind](x, over, self._layout, accumulation_dtype(self.compute_dtype))
 
     def gate(self, x: Any, g: Any, over: str = "space") -> Any:
         """``x * g`` in x's dtype, g holding one value per window: per channel (over space) or per position."""

@@ -114,21 +114,19 @@ def reduce_sum(t: Any, over: str, layout: Layout) -> Any:
     return f(t)
 
 
-def reduce_max(t: Any, over: str, layout: Layout, *, keep_nan: bool) -> Any:
+def reduce_max(t: Any, over: str, layout: Layout) -> Any:
     """``max(t)`` over space or channels, in t's dtype; its gradient selects (SPEC.md section 1).
 
     The gradient is ``where(t == max, g / count, 0)``: ties share it evenly, and a window whose
-    max is NaN sends 0 to every entry. ``keep_nan`` restores NaN where the backend's max drops
-    it (XLA). Skipping that is wrong wherever a selecting derivative reads the pooled value: a
-    finite max where the spec's is NaN turns a relu unit or a hard gate's slope back on (CBAM's
-    pools all keep NaN).
+    max is NaN sends 0 to every entry. NaN is restored where the backend's max drops it (XLA):
+    a finite max where the spec's is NaN would turn a relu unit or a hard gate's slope back on.
     """
 
     @ops.custom_gradient
     def f(t: Any) -> tuple[Any, Callable[..., Any]]:
         acc = accumulation_dtype(keras.backend.standardize_dtype(t.dtype))
         m = ops.max(t, axis=layout.axes(over))
-        if keep_nan and _MAX_DROPS_NAN:  # NaNs counted by _sum: XLA's any() over x is as slow as 1.5 passes
+        if _MAX_DROPS_NAN:  # NaNs counted by _sum: XLA's any() over x is as slow as 1.5 passes
             m = ops.where(_sum(ops.cast(ops.isnan(t), acc), over, layout) > 0, ops.cast(np.nan, m.dtype), m)
 
         def grad(*args: Any, upstream: Any = None) -> Any:
@@ -213,18 +211,18 @@ GATES: dict[str, Callable[[Any], Any]] = {
 }
 
 # ----------------------------------------------------------------------------- pools
-# pool(x, over, layout, acc, keep_nan) -> the pooled axes removed, in dtype ``acc``.
+# pool(x, over, layout, acc) -> the pooled axes removed, in dtype ``acc``.
 
 
-def _mean(x: Any, over: str, layout: Layout, acc: str, keep_nan: bool) -> Any:
+def _mean(x: Any, over: str, layout: Layout, acc: str) -> Any:
     return reduce_sum(ops.cast(x, acc), over, layout) / ops.cast(layout.size(x, over), acc)
 
 
-def _max(x: Any, over: str, layout: Layout, acc: str, keep_nan: bool) -> Any:
-    return ops.cast(reduce_max(x, over, layout, keep_nan=keep_nan), acc)
+def _max(x: Any, over: str, layout: Layout, acc: str) -> Any:
+    return ops.cast(reduce_max(x, over, layout), acc)
 
 
-def _lse(x: Any, over: str, layout: Layout, acc: str, keep_nan: bool) -> Any:
+def _lse(x: Any, over: str, layout: Layout, acc: str) -> Any:
     """``m + log(sum(exp(x - m)))`` shifted by a finite max only; gradient ``g * exp(x - y)`` (SPEC.md 1)."""
 
     @ops.custom_gradient
@@ -241,7 +239,7 @@ def _lse(x: Any, over: str, layout: Layout, acc: str, keep_nan: bool) -> Any:
     return f(ops.cast(x, acc))
 
 
-def _lp(x: Any, over: str, layout: Layout, acc: str, keep_nan: bool) -> Any:
+def _lp(x: Any, over: str, layout: Layout, acc: str) -> Any:
     """``sqrt(sum(x**2))``; gradient ``where(y == 0, 0, g * x / y)``: an all-zero window's is 0 (SPEC.md 1)."""
 
     @ops.custom_gradient
